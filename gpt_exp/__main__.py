@@ -1,0 +1,3 @@
+from gpt_exp.cli import main
+
+main()

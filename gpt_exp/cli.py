@@ -1,0 +1,79 @@
+"""Command line: `python -m gpt_exp [overrides]` (Hydra) and `python -m gpt_exp compare RUN_DIRS...`."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+
+os.environ.setdefault("GLOG_v", "3")  # MindSpore's C++ log floods the terminal with deprecation notices
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from gpt_exp.errors import ConfigError  # noqa: E402
+
+log = logging.getLogger("gpt_exp")
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+def hydra_entry(cfg: DictConfig) -> float | None:
+    """The task function of every run and every multirun job; returns the metric a sweeper optimises."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra_cfg = HydraConfig.get()
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    run_dir = Path(cfg.paths.output_dir or hydra_cfg.runtime.output_dir)
+    overrides = hydra_cfg.job.override_dirname
+    run_name = f"{cfg.run_name}[{overrides}]" if multirun and overrides else cfg.run_name
+    group = Path(hydra_cfg.sweep.dir).name if multirun else None
+    try:
+        from gpt_exp.run import train
+
+        result = train(cfg, run_dir, run_name, group)
+    except ConfigError as error:
+        if not multirun:
+            print(f"\nconfig error: {error}\n", file=sys.stderr)
+            sys.exit(2)
+        return record_failure(run_dir, run_name, error)
+    except Exception as error:
+        if not multirun:
+            raise
+        return record_failure(run_dir, run_name, error)
+    return result.get(f"best/{result_metric(cfg)}")
+
+
+def result_metric(cfg: DictConfig) -> str:
+    from hydra.utils import get_class
+
+    return get_class(cfg.task._target_).main_metric
+
+
+def record_failure(run_dir: Path, run_name: str, error: Exception) -> float:
+    """In a multirun a crashed job is recorded as failed and the sweep goes on."""
+    import json
+
+    log.error("job %s failed: %s: %s", run_name, type(error).__name__, error)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "error.txt").write_text("".join(traceback.format_exception(error)))
+    (run_dir / "summary.json").write_text(json.dumps(
+        {"status": "failed", "run_name": run_name, "error": f"{type(error).__name__}: {error}"}, indent=2))
+    try:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.run.finish(exit_code=1)
+    except Exception:
+        pass
+    return float("nan")
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "compare":
+        from gpt_exp.compare import main as compare_main
+
+        sys.exit(compare_main(sys.argv[2:]))
+    hydra_entry()

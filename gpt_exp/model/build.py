@@ -1,0 +1,93 @@
+"""Build the GPT of the `model` group: from scratch, from an HF-format folder or hub id, or from a gpt_exp run."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from gpt_exp.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def looks_like_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or Path(name).expanduser().exists()
+
+
+def init_folder(init_from: str | None) -> Path | None:
+    """The local HF-format folder behind `model.init_from`, or None for scratch / a hub id.
+
+    A gpt_exp run directory holds its exported weights and tokenizer in `<run>/model/`.
+    """
+    if not init_from:
+        return None
+    path = Path(str(init_from)).expanduser()
+    if (path / "model" / "config.json").exists():
+        return path / "model"
+    if (path / "config.json").exists():
+        return path
+    if looks_like_path(str(init_from)):
+        raise ConfigError(
+            f"model.init_from={init_from} is neither an HF-format folder (config.json + model.safetensors) nor a "
+            f"finished gpt_exp run (<run>/model/config.json). Fix: point it at one of those, or null to train from scratch.")
+    return None
+
+
+def check_model_config(model: DictConfig, max_seq_len: int) -> None:
+    if model.n_embd % model.n_head:
+        raise ConfigError(f"model.n_embd={model.n_embd} is not divisible by model.n_head={model.n_head}.")
+    folder = init_folder(model.get("init_from"))
+    n_positions = json.loads((folder / "config.json").read_text()).get("n_positions") if folder else model.n_positions
+    if max_seq_len > n_positions:
+        raise ConfigError(
+            f"task.max_seq_len={max_seq_len} is longer than model.n_positions={n_positions} (model={model.name}"
+            f"{', from ' + str(folder) if folder else ''}): the position embedding has no row for the extra tokens. "
+            f"Fix: task.max_seq_len<={n_positions}, or a model with more positions.")
+    if model.get("init_from") and folder is None:
+        from gpt_exp.hub import require_hub
+
+        require_hub(model.init_from, config_key="model.init_from")
+
+
+def build_model(model: DictConfig, vocab_size: int, cache_dir: Path):
+    from gpt_exp.model import GPT, GPTConfig
+    from gpt_exp.model.hf_weights import config_from_hf, load_state_dict
+
+    if not model.get("init_from"):
+        return GPT(GPTConfig(arch=model.arch, vocab_size=vocab_size, n_positions=model.n_positions,
+                             n_embd=model.n_embd, n_layer=model.n_layer, n_head=model.n_head,
+                             dropout=model.dropout, layer_norm_epsilon=model.layer_norm_epsilon))
+    folder = init_folder(model.init_from) or _download(model.init_from, cache_dir)
+    config = config_from_hf(json.loads((folder / "config.json").read_text()))
+    config.dropout = model.dropout  # fine-tuning chooses its own dropout
+    gpt = GPT(config)
+    load_state_dict(gpt, _read_weights(folder))
+    log.info("initialised %s (%d layers, %d wide, vocab %d) from %s", config.arch, config.n_layer, config.n_embd,
+             config.vocab_size, folder)
+    if vocab_size > config.vocab_size:
+        gpt.resize_token_embeddings(vocab_size)  # special tokens appended by the task
+    elif vocab_size < config.vocab_size:
+        raise ConfigError(
+            f"model.init_from={model.init_from} has a vocabulary of {config.vocab_size} tokens but the tokenizer has "
+            f"{vocab_size}: they are not the same tokenizer. Fix: choose the tokenizer the weights were trained with "
+            f"(tokenizer=gpt2_bpe for OpenAI's GPT-2; a gpt_exp run brings its own).")
+    return gpt
+
+
+def _read_weights(folder: Path) -> dict:
+    from safetensors.numpy import load_file
+
+    path = folder / "model.safetensors"
+    if not path.exists():
+        raise ConfigError(f"{folder} has no model.safetensors. Fix: convert the checkpoint to safetensors "
+                          f"(e.g. save_pretrained(..., safe_serialization=True)).")
+    return load_file(str(path))
+
+
+def _download(hub_id: str, cache_dir: Path) -> Path:
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(hub_id, cache_dir=str(cache_dir / "hub"),
+                                  allow_patterns=["config.json", "*.safetensors", "tokenizer*", "vocab*", "merges*"]))

@@ -1,0 +1,262 @@
+"""GPT-1 and GPT-2 as plain MindSpore Cells.
+
+Parameter names follow Hugging Face's `OpenAIGPTLMHeadModel` / `GPT2LMHeadModel` one to one
+(`transformer.h.0.attn.c_attn.weight`, ...), with HF's Conv1D layout (weight [in, out]), so HF and
+MindNLP checkpoints load without renaming or transposing (see hf_weights.py).
+
+Mixed precision is applied from outside with `mindspore.amp`: matrix products are Primitive
+attributes (`ops.MatMul`, `ops.BatchMatMul`), which O1 runs in fp16, while LayerNorm and the
+attention softmax always compute in float32, whatever dtype reaches them (O2/O3 cast everything).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import mindspore as ms
+import numpy as np
+from mindspore import Parameter, Tensor, nn, ops
+from mindspore.common.initializer import Normal, initializer
+
+ARCHS = ("gpt1", "gpt2")
+
+# Added to the attention scores of masked positions. It must survive a cast to fp16 (max 65504)
+# even when the causal and the padding mask add up (-2e4), and exp(-1e4) is exactly 0 in float32.
+MASK_VALUE = -1e4
+
+
+@dataclass
+class GPTConfig:
+    arch: str  # "gpt1" (post-LN OpenAI GPT) or "gpt2" (pre-LN + final ln_f)
+    vocab_size: int
+    n_positions: int
+    n_embd: int
+    n_layer: int
+    n_head: int
+    dropout: float = 0.1  # embedding, attention and residual dropout
+    layer_norm_epsilon: float = 1e-5
+
+    def __post_init__(self):
+        if self.arch not in ARCHS:
+            raise ValueError(f"GPTConfig.arch must be one of {ARCHS}, got {self.arch!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+
+
+def _zeros(*shape) -> Parameter:
+    return Parameter(initializer("zeros", shape, ms.float32))
+
+
+def _normal(std: float, *shape) -> Parameter:
+    return Parameter(initializer(Normal(sigma=std), shape, ms.float32))
+
+
+def _residual_std(config: GPTConfig) -> float:
+    # GPT-2: scale the projections that write into the residual stream by 1/sqrt(#residual layers)
+    return 0.02 / math.sqrt(2 * config.n_layer)
+
+
+class Embedding(nn.Cell):
+    """A lookup table whose parameter is called `weight`, as in HF (nn.Embedding says embedding_table)."""
+
+    def __init__(self, num_embeddings: int, dim: int):
+        super().__init__()
+        self.weight = _normal(0.02, num_embeddings, dim)
+
+    def construct(self, ids):
+        return ops.gather(self.weight, ids, 0)
+
+
+class LayerNorm(nn.Cell):
+    """LayerNorm with HF's `weight`/`bias` names (nn.LayerNorm says gamma/beta), computed in float32."""
+
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.weight = Parameter(initializer("ones", (dim,), ms.float32))
+        self.bias = _zeros(dim)
+        self.layer_norm = ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=eps)
+
+    def construct(self, x):
+        y, _, _ = self.layer_norm(x.astype(ms.float32), self.weight.astype(ms.float32),
+                                  self.bias.astype(ms.float32))
+        return y.astype(x.dtype)
+
+
+class Conv1D(nn.Cell):
+    """HF's Conv1D: a dense layer that stores its weight as [in, out]."""
+
+    def __init__(self, n_in: int, n_out: int, std: float = 0.02):
+        super().__init__()
+        self.weight = _normal(std, n_in, n_out)
+        self.bias = _zeros(n_out)
+        self.matmul = ops.MatMul()
+
+    def construct(self, x):
+        out_shape = x.shape[:-1] + (self.weight.shape[1],)
+        y = self.matmul(x.reshape(-1, x.shape[-1]), self.weight) + self.bias
+        return y.reshape(out_shape)
+
+
+class CausalSelfAttention(nn.Cell):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.n_head = config.n_head
+        self.scale = 1.0 / math.sqrt(config.n_embd // config.n_head)
+        self.c_attn = Conv1D(config.n_embd, 3 * config.n_embd)
+        self.c_proj = Conv1D(config.n_embd, config.n_embd, std=_residual_std(config))
+        self.attn_dropout = nn.Dropout(p=config.dropout)
+        self.resid_dropout = nn.Dropout(p=config.dropout)
+        self.query_key = ops.BatchMatMul(transpose_b=True)
+        self.weigh_values = ops.BatchMatMul()
+
+    def split_heads(self, x):  # [B, T, C] -> [B, n_head, T, C // n_head]
+        batch, seq_len, width = x.shape
+        return x.reshape(batch, seq_len, self.n_head, width // self.n_head).transpose(0, 2, 1, 3)
+
+    def merge_heads(self, x):  # [B, n_head, T, head_dim] -> [B, T, C]
+        batch, n_head, seq_len, head_dim = x.shape
+        return x.transpose(0, 2, 1, 3).reshape(batch, seq_len, n_head * head_dim)
+
+    def construct(self, x, additive_mask):
+        q, k, v = ops.split(self.c_attn(x), x.shape[-1], axis=-1)
+        q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)
+        scores = self.query_key(q * self.scale, k)  # scaling q first keeps fp16 scores in range
+        # float32 softmax: fp16 would lose the mask's range and the probabilities' precision
+        probs = ops.softmax(scores.astype(ms.float32) + additive_mask.astype(ms.float32), axis=-1)
+        probs = self.attn_dropout(probs.astype(v.dtype))
+        y = self.merge_heads(self.weigh_values(probs, v))
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Cell):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.c_fc = Conv1D(config.n_embd, 4 * config.n_embd)
+        self.c_proj = Conv1D(4 * config.n_embd, config.n_embd, std=_residual_std(config))
+        self.dropout = nn.Dropout(p=config.dropout)
+
+    def construct(self, x):
+        h = ops.gelu(self.c_fc(x), approximate="tanh")  # HF's "gelu_new", for GPT-1 and GPT-2
+        return self.dropout(self.c_proj(h))
+
+
+class PreLNBlock(nn.Cell):
+    """GPT-2: LayerNorm on the way into each sublayer; the residual stream itself is never normalized."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.ln_1 = LayerNorm(config.n_embd, config.layer_norm_epsilon)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = LayerNorm(config.n_embd, config.layer_norm_epsilon)
+        self.mlp = MLP(config)
+
+    def construct(self, x, additive_mask):
+        x = x + self.attn(self.ln_1(x), additive_mask)
+        return x + self.mlp(self.ln_2(x))
+
+
+class PostLNBlock(nn.Cell):
+    """GPT-1: LayerNorm after each residual addition (the original Transformer's order)."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.attn = CausalSelfAttention(config)
+        self.ln_1 = LayerNorm(config.n_embd, config.layer_norm_epsilon)
+        self.mlp = MLP(config)
+        self.ln_2 = LayerNorm(config.n_embd, config.layer_norm_epsilon)
+
+    def construct(self, x, additive_mask):
+        n = self.ln_1(x + self.attn(x, additive_mask))
+        return self.ln_2(n + self.mlp(n))
+
+
+class GPT2Transformer(nn.Cell):
+    """HF's GPT2Model: embeddings, pre-LN blocks and the final ln_f that pre-LN needs."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.wte = Embedding(config.vocab_size, config.n_embd)
+        self.wpe = Embedding(config.n_positions, config.n_embd)
+        self.drop = nn.Dropout(p=config.dropout)
+        self.h = nn.CellList([PreLNBlock(config) for _ in range(config.n_layer)])
+        self.ln_f = LayerNorm(config.n_embd, config.layer_norm_epsilon)
+
+    def token_embedding(self) -> Embedding:
+        return self.wte
+
+    def construct(self, input_ids, position_ids, additive_mask):
+        x = self.drop(self.wte(input_ids) + self.wpe(position_ids))
+        for block in self.h:
+            x = block(x, additive_mask)
+        return self.ln_f(x)
+
+
+class GPT1Transformer(nn.Cell):
+    """HF's OpenAIGPTModel: embeddings and post-LN blocks (no final LayerNorm)."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.tokens_embed = Embedding(config.vocab_size, config.n_embd)
+        self.positions_embed = Embedding(config.n_positions, config.n_embd)
+        self.drop = nn.Dropout(p=config.dropout)
+        self.h = nn.CellList([PostLNBlock(config) for _ in range(config.n_layer)])
+
+    def token_embedding(self) -> Embedding:
+        return self.tokens_embed
+
+    def construct(self, input_ids, position_ids, additive_mask):
+        x = self.drop(self.tokens_embed(input_ids) + self.positions_embed(position_ids))
+        for block in self.h:
+            x = block(x, additive_mask)
+        return x
+
+
+class GPT(nn.Cell):
+    """A GPT language model; `construct` returns hidden states, `lm_logits` projects them onto the vocabulary."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        transformer = GPT2Transformer if config.arch == "gpt2" else GPT1Transformer
+        self.transformer = transformer(config)
+        # [1, 1, P, P]: 0 on and below the diagonal, MASK_VALUE above (a query never sees later keys)
+        causal = np.triu(np.full((config.n_positions,) * 2, MASK_VALUE, np.float32), k=1)
+        self.causal_mask = Tensor(causal[None, None])
+        self.project_to_vocab = ops.MatMul(transpose_b=True)
+
+    def construct(self, input_ids, attention_mask=None, position_ids=None):
+        """input_ids [B, T] int; attention_mask [B, T], 1 = token, 0 = padding; position_ids [B, T].
+
+        Returns the hidden states [B, T, n_embd] (GPT-2: after ln_f; GPT-1: the last block's output).
+        """
+        seq_len = input_ids.shape[1]
+        if position_ids is None:
+            position_ids = ops.arange(seq_len, dtype=ms.int32).expand_dims(0)
+        additive_mask = self.causal_mask[:, :, :seq_len, :seq_len]
+        if attention_mask is not None:
+            padding = (1.0 - attention_mask.astype(ms.float32)) * MASK_VALUE  # no query attends to padding
+            additive_mask = additive_mask + padding[:, None, None, :]
+        return self.transformer(input_ids, position_ids, additive_mask)
+
+    def lm_logits(self, hidden):
+        """[B, T, n_embd] -> [B, T, vocab_size] through the token embedding (tied, as in GPT-1/2)."""
+        batch, seq_len, width = hidden.shape
+        table = self.transformer.token_embedding().weight
+        logits = self.project_to_vocab(hidden.reshape(-1, width), table)
+        return logits.reshape(batch, seq_len, -1)
+
+    def resize_token_embeddings(self, new_vocab_size: int) -> None:
+        """Grow or shrink the vocabulary, keeping the rows of the tokens that remain.
+
+        Build the optimizer (and any jit-compiled step) after this: the parameter is replaced.
+        """
+        embedding = self.transformer.token_embedding()
+        old = embedding.weight.asnumpy()
+        new = np.random.normal(0.0, 0.02, (new_vocab_size, old.shape[1])).astype(old.dtype)
+        kept = min(new_vocab_size, old.shape[0])
+        new[:kept] = old[:kept]
+        embedding.weight = Parameter(Tensor(new), name=embedding.weight.name)
+        self.config.vocab_size = new_vocab_size
+
+    def num_parameters(self) -> int:
+        return sum(int(p.size) for p in self.get_parameters())

@@ -1,0 +1,191 @@
+"""The runner: one composed config in, one trained model and its records out.
+
+Reads top to bottom like nanoGPT's train.py: check the config, set up the device, load data and
+tokenizer, build the task's network, then the loop (batch, step, log, evaluate, checkpoint),
+then the final evaluation on the test split with the best weights.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+
+import mindspore
+import numpy as np
+from hydra.utils import instantiate
+from mindspore import Tensor
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+
+from gpt_exp import device as devices
+from gpt_exp.data.records import check_data_config, load_records
+from gpt_exp.errors import ConfigError
+from gpt_exp.model.build import build_model, check_model_config, init_folder
+from gpt_exp.plots import plot_curves
+from gpt_exp.precision import apply_precision, check_precision, make_loss_scaler
+from gpt_exp.tokenizers import TextTokenizer
+from gpt_exp.tracking import RunTracker, read_metrics
+from gpt_exp.train import checkpoint
+from gpt_exp.train.batches import BatchIterator
+from gpt_exp.train.optim import build_optimizer
+from gpt_exp.train.step import make_eval_step, make_train_step
+
+log = logging.getLogger("gpt_exp")
+
+
+def check_config(cfg: DictConfig) -> str:
+    """Every check that needs no data or model, so bad input fails in seconds. Returns the device target."""
+    target = devices.resolve_target(cfg.device)
+    check_precision(cfg.precision, target)
+    check_data_config(cfg.data)
+    check_model_config(cfg.model, cfg.task.max_seq_len)
+    trainer = cfg.trainer
+    for key in ("batch_size", "grad_accum_steps", "max_steps", "eval_interval", "log_interval", "checkpoint_interval"):
+        if not isinstance(trainer[key], int) or trainer[key] < 1:
+            raise ConfigError(f"trainer.{key}={trainer[key]} must be a whole number of at least 1.")
+    if trainer.resume and not (Path(trainer.resume) / "checkpoints" / "last.ckpt").exists():
+        raise ConfigError(f"trainer.resume={trainer.resume} has no checkpoints/last.ckpt. "
+                          f"Fix: give the directory of a run that saved a checkpoint.")
+    return target
+
+
+def train(cfg: DictConfig, run_dir: Path, run_name: str, group: str | None = None) -> dict:
+    target = check_config(cfg)
+    devices.configure(cfg.device, target)
+    resume_dir = Path(cfg.trainer.resume) if cfg.trainer.resume else None
+    run_dir = resume_dir or run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir = Path(cfg.paths.cache_dir).expanduser()
+    mindspore.set_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+
+    # data, tokenizer and the task's arrays
+    task = instantiate(cfg.task, _convert_="all")
+    records = load_records(cfg.data, cache_dir)
+    tokenizer = build_tokenizer(cfg, task, records, cache_dir)
+    task.prepare_tokenizer(tokenizer)
+    splits = task.build_arrays(records, tokenizer, cfg.truncation, cfg.data)
+    log.info("data: %s", ", ".join(f"{s} {len(next(iter(a.values())))} samples" for s, a in splits.items()))
+
+    # model, optimizer and the compiled steps
+    model = build_model(cfg.model, tokenizer.vocab_size, cache_dir)
+    network = apply_precision(task.build_network(model), cfg.precision)
+    trainer = cfg.trainer
+    batches = BatchIterator(splits["train"], trainer.batch_size, trainer.grad_accum_steps, cfg.seed)
+    max_steps = trainer.max_steps
+    if trainer.max_epochs:
+        max_steps = min(max_steps, max(1, trainer.max_epochs * batches.batches_per_epoch // trainer.grad_accum_steps))
+    optimizer, lrs = build_optimizer(network, cfg.optimizer, cfg.scheduler, max_steps)
+    loss_scaler = make_loss_scaler(cfg.precision)
+    state = checkpoint.TrainState(network, optimizer, loss_scaler)
+    train_step = make_train_step(network, optimizer, loss_scaler, trainer.grad_accum_steps,
+                                 trainer.max_grad_norm, trainer.compile)
+    eval_step = make_eval_step(network, trainer.compile)
+    log.info("model: %s, %.2fM parameters, vocab %d; %d steps of %d x %d sequences on %s",
+             cfg.model.name, model.num_parameters() / 1e6, tokenizer.vocab_size, max_steps, trainer.grad_accum_steps,
+             trainer.batch_size, target)
+
+    start_step, best, resume_id = 0, None, None
+    last_path, best_path = run_dir / "checkpoints" / "last.ckpt", run_dir / "checkpoints" / "best.ckpt"
+    if resume_dir:
+        record = checkpoint.load(state, last_path)
+        batches.load_state_dict(record["batches"])
+        start_step, best, resume_id = record["step"], record["best"], record.get("wandb_id")
+        log.info("resumed %s at step %d", run_dir, start_step)
+    tokenizer.save(run_dir / "tokenizer")
+    if not resume_dir:
+        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    tracker = RunTracker(cfg, run_dir, run_name, group, resume_id=resume_id)
+
+    # the loop
+    def evaluate(split: str) -> dict:
+        network.set_train(False)
+        metrics = task.evaluate(eval_step, splits[split], trainer.batch_size,
+                                trainer.eval_batches if split == "validation" else None)
+        network.set_train(True)
+        return metrics
+
+    def save_checkpoint(path: Path, step: int) -> None:
+        checkpoint.save(state, path, {"step": step, "best": best, "batches": batches.state_dict(),
+                                      "wandb_id": tracker.run_id})
+
+    tokens_per_step = trainer.batch_size * trainer.grad_accum_steps * task.max_seq_len
+    network.set_train(True)
+    skipped, window_start, window_steps = 0, time.perf_counter(), 0
+    progress = tqdm(range(start_step, max_steps), initial=start_step, total=max_steps, desc="training",
+                    dynamic_ncols=True)
+    for step in progress:
+        batch = batches.next()
+        loss, parts, grad_norm, finite = train_step(*[Tensor(batch[name]) for name in task.array_names])
+        window_steps += 1
+        done = step + 1
+        if not bool(finite.asnumpy()):
+            skipped += 1
+        if done % trainer.log_interval == 0 or done == max_steps:
+            loss_value = float(loss.asnumpy())
+            elapsed = time.perf_counter() - window_start
+            metrics = {"train/loss": loss_value, "train/lr": float(lrs[step]), "train/grad_norm": float(grad_norm.asnumpy()),
+                       "train/tokens_per_sec": tokens_per_step * window_steps / elapsed,
+                       "train/step_time_ms": 1000 * elapsed / window_steps,
+                       "train/loss_scale": float(loss_scaler.scale_value.asnumpy()), "train/skipped_steps": skipped}
+            metrics.update({f"train/{n}": float(p.asnumpy()) for n, p in zip(task.loss_part_names, parts)})
+            tracker.log(metrics, done)
+            progress.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{metrics['train/tokens_per_sec']:.0f}")
+            if not math.isfinite(loss_value) and cfg.precision.dtype == "float32":
+                raise FloatingPointError(f"the training loss is {loss_value} at step {done}: lower optimizer.lr")
+            window_start, window_steps = time.perf_counter(), 0
+        if done % trainer.eval_interval == 0 or done == max_steps:
+            metrics = evaluate("validation")
+            tracker.log({f"eval/{k}": v for k, v in metrics.items()}, done)
+            log.info("step %d: %s", done, "  ".join(f"eval/{k} {v:.4f}" for k, v in metrics.items()))
+            value = metrics[task.main_metric]
+            if best is None or (value > best["value"] if task.greater_is_better else value < best["value"]):
+                best = {"value": value, "step": done, "metric": task.main_metric}
+                save_checkpoint(best_path, done)
+            window_start = time.perf_counter()  # evaluation time is not training throughput
+        if done % trainer.checkpoint_interval == 0 or done == max_steps:
+            save_checkpoint(last_path, done)
+    progress.close()
+
+    # the end: best weights, test split, exported model, samples, plot
+    if best_path.exists():
+        checkpoint.load(state, best_path)
+    test_metrics = evaluate("test")
+    tracker.log({f"test/{k}": v for k, v in test_metrics.items()}, max_steps)
+    export_model(model, tokenizer, run_dir / "model")
+    report = task.final_report(model, tokenizer, splits, tracker, max_steps)
+    plot = plot_curves({run_name: read_metrics(run_dir)}, ["train/loss", "eval/loss"], run_dir / "loss.png", run_name)
+    if plot:
+        tracker.log_image("loss_curves", plot, step=max_steps)
+    summary = {"best/" + task.main_metric: best["value"] if best else None, "best/step": best["step"] if best else None,
+               **{f"test/{k}": v for k, v in test_metrics.items()}}
+    tracker.set_summary(summary)
+    tracker.finish("finished", {"run_name": run_name, "main_metric": f"eval/{task.main_metric}",
+                                "greater_is_better": task.greater_is_better})
+    log.info("done: %s; run directory %s", "  ".join(f"{k} {v:.4f}" for k, v in summary.items() if v is not None),
+             run_dir)
+    for prompt, completion in report.get("samples", []):
+        log.info("sample | %s%s", prompt, completion)
+    return {**summary, "run_dir": str(run_dir)}
+
+
+def build_tokenizer(cfg: DictConfig, task, records, cache_dir: Path) -> TextTokenizer:
+    """A fine-tune keeps the vocabulary of the run or checkpoint it starts from."""
+    folder = init_folder(cfg.model.get("init_from"))
+    if folder and (folder / "special_tokens.json").exists():
+        return TextTokenizer.load(folder)
+    if cfg.trainer.resume and (Path(cfg.trainer.resume) / "tokenizer" / "tokenizer.json").exists():
+        return TextTokenizer.load(Path(cfg.trainer.resume) / "tokenizer")
+    data = cfg.data
+    corpus_id = f"{data.get('name') or data.get('hub_id') or sorted(data.files.items())}:{task.name}:{data.get('max_train_samples')}"
+    builder = instantiate(cfg.tokenizer)
+    return builder(cache_dir=cache_dir, corpus=lambda: task.corpus_texts(records), corpus_id=corpus_id)
+
+
+def export_model(model, tokenizer: TextTokenizer, folder: Path) -> None:
+    """HF-format weights (loadable by MindNLP / transformers) with the tokenizer beside them."""
+    from gpt_exp.model.hf_weights import save_pretrained
+
+    save_pretrained(model, folder)
+    tokenizer.save(folder)

@@ -1,0 +1,44 @@
+"""What a task owns: its input arrays, the network (head + loss) around the GPT, and its metrics.
+
+The runner (gpt_exp/run.py) knows nothing task-specific; it calls these methods in order.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+from mindspore import nn
+
+
+class Task:
+    name: str = "task"
+    array_names: tuple[str, ...] = ()        # the network's inputs, in order
+    loss_part_names: tuple[str, ...] = ()    # what the network returns besides the total loss
+    main_metric: str = "loss"                # selects the best checkpoint; a sweep optimises it
+    greater_is_better: bool = False
+
+    def __init__(self, name: str, max_seq_len: int, **options):
+        self.name, self.max_seq_len, self.options = name, max_seq_len, options
+
+    def corpus_texts(self, records) -> Iterator[str]:
+        """The texts a tokenizer trained on this task's data should see."""
+        raise NotImplementedError
+
+    def prepare_tokenizer(self, tokenizer) -> None:
+        """Add the special tokens the task's input templates need."""
+
+    def build_arrays(self, records, tokenizer, truncation, data) -> dict[str, dict[str, np.ndarray]]:
+        """split -> {array name: fixed-shape array with one row per sample}."""
+        raise NotImplementedError
+
+    def build_network(self, model) -> nn.Cell:
+        """A Cell whose construct(*arrays) returns (loss, loss_parts)."""
+        raise NotImplementedError
+
+    def evaluate(self, network: nn.Cell, arrays: dict[str, np.ndarray], batch_size: int,
+                 max_batches: int | None) -> dict[str, float]:
+        raise NotImplementedError
+
+    def final_report(self, model, tokenizer, splits, tracker, step: int) -> dict:
+        """Anything shown once at the end (samples, generated text); returns summary values."""
+        return {}

@@ -1,0 +1,152 @@
+"""Tokenizers: GPT-2's byte-level BPE, a GPT-1 style BPE trained on the corpus, BERT Chinese WordPiece.
+
+All of them are built with the `tokenizers` library from local vocabulary files, which is what
+MindNLP's tokenizer classes wrap too; doing it directly keeps MindNLP's import side effects
+(hub mirror, environment edits, Tensor monkeypatches) out of the training process. MindNLP is
+used only for a hub name (`tokenizer=hub tokenizer.name=...`).
+
+Special tokens are kept by *role* (bos, eos, sep, pad, unk) so that tasks can ask for
+"the delimiter" without knowing which vocabulary they run on.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+
+class TextTokenizer:
+    """A `tokenizers.Tokenizer` plus the ids of its special tokens by role."""
+
+    def __init__(self, backend: Tokenizer, special_tokens: dict[str, str], name: str):
+        self.backend = backend
+        self.special_tokens = dict(special_tokens)
+        self.name = name
+        missing = [t for t in self.special_tokens.values() if backend.token_to_id(t) is None]
+        if missing:
+            backend.add_special_tokens(missing)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.backend.get_vocab_size(with_added_tokens=True)
+
+    def token_id(self, role: str) -> int:
+        if role not in self.special_tokens:
+            raise KeyError(f"tokenizer {self.name!r} has no {role!r} token (it has {sorted(self.special_tokens)})")
+        return self.backend.token_to_id(self.special_tokens[role])
+
+    def has_role(self, role: str) -> bool:
+        return role in self.special_tokens
+
+    @property
+    def eos_id(self) -> int:
+        return self.token_id("eos")
+
+    @property
+    def pad_id(self) -> int:
+        # GPT-2 has no pad token; padded positions are masked out, so eos serves.
+        return self.token_id("pad") if "pad" in self.special_tokens else self.eos_id
+
+    def add_special_tokens(self, roles: dict[str, str]) -> int:
+        """Add tokens such as GPT-1's start / delimiter / extract; returns how many are new."""
+        before = self.vocab_size
+        new = [tok for tok in roles.values() if self.backend.token_to_id(tok) is None]
+        if new:
+            self.backend.add_special_tokens(new)
+        self.special_tokens.update(roles)
+        return self.vocab_size - before
+
+    def encode(self, text: str) -> list[int]:
+        return self.backend.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self.backend.encode_batch(texts, add_special_tokens=False)]
+
+    def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:
+        return self.backend.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+    def save(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.backend.save(str(folder / "tokenizer.json"))
+        (folder / "special_tokens.json").write_text(
+            json.dumps({"name": self.name, "special_tokens": self.special_tokens}, indent=2))
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "TextTokenizer":
+        folder = Path(folder)
+        meta = json.loads((folder / "special_tokens.json").read_text())
+        return cls(Tokenizer.from_file(str(folder / "tokenizer.json")), meta["special_tokens"], meta["name"])
+
+
+def gpt2_bpe(cache_dir: str | Path, corpus: Callable[[], Iterator[str]] | None = None, **_) -> TextTokenizer:
+    """OpenAI's GPT-2 byte-level BPE (encoder.json + vocab.bpe)."""
+    from gpt_exp.data.sources import vocab_files
+
+    files = vocab_files("gpt2_bpe", cache_dir=Path(cache_dir))
+    backend = Tokenizer(models.BPE.from_file(str(files["vocab"]), str(files["merges"])))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    return TextTokenizer(backend, {"eos": "<|endoftext|>", "bos": "<|endoftext|>"}, "gpt2_bpe")
+
+
+def bert_chinese(cache_dir: str | Path, corpus: Callable[[], Iterator[str]] | None = None, **_) -> TextTokenizer:
+    """bert-base-chinese WordPiece: Chinese is split per character, as in the course."""
+    from gpt_exp.data.sources import vocab_files
+
+    files = vocab_files("bert_chinese", cache_dir=Path(cache_dir))
+    backend = Tokenizer(models.WordPiece.from_file(str(files["vocab"]), unk_token="[UNK]"))
+    backend.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, lowercase=True)
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.decoder = decoders.WordPiece(prefix="##")
+    roles = {"pad": "[PAD]", "unk": "[UNK]", "bos": "[CLS]", "sep": "[SEP]", "eos": "[SEP]"}
+    return TextTokenizer(backend, roles, "bert_chinese")
+
+
+def corpus_bpe(cache_dir: str | Path, corpus: Callable[[], Iterator[str]], corpus_id: str,
+               vocab_size: int = 4096, min_frequency: int = 2, lowercase: bool = True) -> TextTokenizer:
+    """A GPT-1 style BPE (word-final `</w>`) trained on `corpus`, cached under its settings."""
+    key = hashlib.sha256(json.dumps([corpus_id, vocab_size, min_frequency, lowercase]).encode()).hexdigest()[:16]
+    folder = Path(cache_dir) / "tokenizers" / f"corpus_bpe-{key}"
+    if (folder / "tokenizer.json").exists():
+        return TextTokenizer.load(folder)
+
+    backend = Tokenizer(models.BPE(unk_token="<unk>", end_of_word_suffix="</w>"))
+    backend.normalizer = normalizers.Sequence(
+        [normalizers.NFKC(), normalizers.Lowercase()] if lowercase else [normalizers.NFKC()])
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()  # words and punctuation, like GPT-1's spaCy step
+    backend.decoder = decoders.BPEDecoder(suffix="</w>")
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, min_frequency=min_frequency, end_of_word_suffix="</w>",
+        special_tokens=["<unk>", "<|endoftext|>"], show_progress=True)
+    backend.train_from_iterator(corpus(), trainer=trainer)
+    tokenizer = TextTokenizer(backend, {"unk": "<unk>", "eos": "<|endoftext|>", "bos": "<|endoftext|>"}, "corpus_bpe")
+    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+    tokenizer.save(tmp)
+    try:
+        tmp.rename(folder)  # atomic: a parallel job that lost the race keeps the winner's copy
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return tokenizer
+
+
+def from_hub(cache_dir: str | Path, name: str, corpus=None, **_) -> TextTokenizer:
+    """A tokenizer by hub name through MindNLP (needs a network)."""
+    from gpt_exp.hub import require_hub, mindnlp_imported
+
+    require_hub(name, config_key="tokenizer.name")
+    with mindnlp_imported():
+        from mindnlp.transformers import AutoTokenizer
+
+        hf = AutoTokenizer.from_pretrained(name, cache_dir=str(Path(cache_dir) / "hub"))
+    backend = hf.backend_tokenizer
+    roles = {role: getattr(hf, f"{role}_token") for role in ("bos", "eos", "sep", "pad", "unk")
+             if getattr(hf, f"{role}_token", None)}
+    if "eos" not in roles:
+        roles["eos"] = roles.get("sep", roles.get("bos"))
+    return TextTokenizer(backend, roles, name)
