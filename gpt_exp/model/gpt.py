@@ -222,6 +222,7 @@ class GPT(nn.Cell):
         # [1, 1, P, P]: 0 on and below the diagonal, MASK_VALUE above (a query never sees later keys)
         causal = np.triu(np.full((config.n_positions,) * 2, MASK_VALUE, np.float32), k=1)
         self.causal_mask = Tensor(causal[None, None])
+        self.mask_value = MASK_VALUE  # an attribute, not the global: amp O1 rewrites construct without globals
         self.project_to_vocab = ops.MatMul(transpose_b=True)
 
     def construct(self, input_ids, attention_mask=None, position_ids=None):
@@ -234,7 +235,7 @@ class GPT(nn.Cell):
             position_ids = ops.arange(seq_len, dtype=ms.int32).expand_dims(0)
         additive_mask = self.causal_mask[:, :, :seq_len, :seq_len]
         if attention_mask is not None:
-            padding = (1.0 - attention_mask.astype(ms.float32)) * MASK_VALUE  # no query attends to padding
+            padding = (1.0 - attention_mask.astype(ms.float32)) * self.mask_value  # no query attends to padding
             additive_mask = additive_mask + padding[:, None, None, :]
         return self.transformer(input_ids, position_ids, additive_mask)
 

@@ -30,7 +30,7 @@ class TrainState(nn.Cell):
 
 def save(state: TrainState, path: Path, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")  # MindSpore insists on the .ckpt suffix
     params = [{"name": name, "data": p} for name, p in state.named_state().items()]
     mindspore.save_checkpoint(params, str(tmp), append_dict={"record": json.dumps(record)})
     os.replace(tmp, path)

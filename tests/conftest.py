@@ -1,0 +1,38 @@
+"""Shared test setup: one data cache for the whole session, quiet logs, config composition helpers."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Real data is fetched once into the user's cache (or GPT_EXP_CACHE) and reused by every test.
+os.environ.setdefault("GPT_EXP_CACHE", str(Path.home() / ".cache" / "gpt_exp"))
+os.environ.setdefault("GLOG_v", "3")
+os.environ.setdefault("WANDB_SILENT", "true")
+# tests must never wait on a hub: hub names fail fast, as they would offline
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = ROOT / "conf"
+
+# A model small enough for a few dozen steps in seconds on 2 cores, and a corpus_bpe vocab to match.
+TINY = [
+    "model.n_layer=2", "model.n_embd=64", "model.n_head=2", "model.n_positions=128",
+    "tokenizer.vocab_size=1024", "data.max_train_samples=6", "data.max_eval_samples=2",
+    "task.max_seq_len=64", "trainer.batch_size=8", "trainer.eval_batches=4", "trainer.log_interval=5",
+    "logger.mode=disabled", "device=cpu",
+]
+
+
+def compose(overrides: list[str]):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
+        return hydra_compose(config_name="train", overrides=overrides)
+
+
+@pytest.fixture
+def tiny_overrides(tmp_path) -> list[str]:
+    return TINY + [f"paths.output_dir={tmp_path / 'run'}"]

@@ -1,0 +1,104 @@
+"""Batched decoding: greedy, beam search and sampling on a tiny GPT, checked against simple references."""
+import mindspore as ms
+import numpy as np
+import pytest
+
+from gpt_exp.generate import generate
+from gpt_exp.model import GPT, GPTConfig
+
+PROMPTS = [[5, 17, 3, 42, 8, 1], [7], [60, 2, 9]]
+
+
+@pytest.fixture(scope="module", params=["gpt2", "gpt1"])
+def model(request):
+    ms.set_seed(0)
+    # dropout on: decoding must switch it off, or nothing below would be deterministic
+    return GPT(GPTConfig(request.param, vocab_size=100, n_positions=24, n_embd=32, n_layer=2, n_head=4,
+                         dropout=0.1))
+
+
+def argmax_loop(model, prompt, max_new_tokens):
+    """The reference: one unpadded sequence, the whole forward pass each step, argmax of the last logits."""
+    model.set_train(False)
+    tokens = list(prompt)
+    for _ in range(max_new_tokens):
+        logits = model.lm_logits(model(ms.Tensor([tokens], ms.int32))).asnumpy()
+        tokens.append(int(logits[0, -1].argmax()))
+    return tokens[len(prompt):]
+
+
+def log_prob(model, prompt, continuation):
+    model.set_train(False)
+    tokens = prompt + continuation
+    logits = model.lm_logits(model(ms.Tensor([tokens], ms.int32))).asnumpy()[0].astype(np.float64)
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    return sum(log_probs[len(prompt) - 1 + i, t] for i, t in enumerate(continuation))
+
+
+def test_greedy_equals_an_argmax_loop(model):
+    assert generate(model, PROMPTS[:1], 6) == [argmax_loop(model, PROMPTS[0], 6)]
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "beam"])
+def test_a_batch_of_different_lengths_equals_one_by_one(model, strategy):
+    batched = generate(model, PROMPTS, 5, strategy=strategy, num_beams=3)
+    assert batched == [generate(model, [p], 5, strategy=strategy, num_beams=3)[0] for p in PROMPTS]
+
+
+def test_stops_at_eos_and_includes_it(model):
+    unconstrained = generate(model, PROMPTS, 6)
+    eos = unconstrained[0][2]
+    stopped = generate(model, PROMPTS, 6, eos_token_id=eos)
+    for free, out in zip(unconstrained, stopped):
+        expected = free[:free.index(eos) + 1] if eos in free else free
+        assert out == expected
+
+
+def test_beam_with_one_beam_is_greedy(model):
+    eos = generate(model, PROMPTS, 6)[1][3]
+    assert generate(model, PROMPTS, 6, strategy="beam", num_beams=1, eos_token_id=eos) == \
+        generate(model, PROMPTS, 6, eos_token_id=eos)
+
+
+def test_beam_search_finds_a_likelier_continuation_than_greedy(model):
+    greedy = generate(model, PROMPTS, 6)
+    beam = generate(model, PROMPTS, 6, strategy="beam", num_beams=4)
+    for prompt, g, b in zip(PROMPTS, greedy, beam):
+        assert len(b) == 6 and log_prob(model, prompt, b) >= log_prob(model, prompt, g) - 1e-6
+
+
+def test_sampling_is_reproducible_with_a_seed(model):
+    def sample(seed):
+        return generate(model, PROMPTS, 8, strategy="sample", temperature=1.5, top_p=0.9, seed=seed)
+
+    assert sample(1) == sample(1)
+    assert sample(1) != sample(2)
+
+
+def test_top_k_1_and_tiny_top_p_are_greedy(model):
+    greedy = generate(model, PROMPTS, 5)
+    assert generate(model, PROMPTS, 5, strategy="sample", top_k=1, seed=0) == greedy
+    assert generate(model, PROMPTS, 5, strategy="sample", top_p=1e-9, seed=0) == greedy
+
+
+def test_never_exceeds_the_positions_and_sees_the_last_window(model):
+    long_prompt = list(np.random.RandomState(0).randint(0, 100, 30))  # longer than n_positions=24
+    out = generate(model, [long_prompt], 4)
+    assert out == [argmax_loop(model, long_prompt[-24:], 1) + out[0][1:]]
+    assert generate(model, [long_prompt], 2, max_positions=10)[0][0] == argmax_loop(model, long_prompt[-10:], 1)[0]
+
+
+def test_restores_training_mode(model):
+    model.set_train(True)
+    generate(model, PROMPTS[:1], 2)
+    assert model.training
+    model.set_train(False)
+    generate(model, PROMPTS[:1], 2)
+    assert not model.training
+
+
+def test_rejects_bad_arguments(model):
+    with pytest.raises(ValueError, match="strategy"):
+        generate(model, PROMPTS, 2, strategy="nucleus")
+    with pytest.raises(ValueError, match="at least one token"):
+        generate(model, [[]], 2)
