@@ -1,10 +1,13 @@
 """Batched decoding with gpt_exp's GPT: greedy, beam search, and sampling (temperature, top-k, top-p).
 
 There is no KV cache: each step runs the model over the whole batch again, which keeps this short and
-obviously correct, and is fast enough for the short continuations the experiments need. Prompts of
-different lengths are left-padded so that every row predicts its next token in the last column; the
-attention mask hides the padding and position ids start at 0 on each row's first real token, so a
-row computes the same logits in a batch as alone.
+obviously correct. Prompts of different lengths are left-padded so that every row predicts its next
+token in the last column; the attention mask hides the padding and position ids start at 0 on each
+row's first real token, so a row computes the same logits in a batch as alone.
+
+The forward pass is jit-compiled (a tiny model's step: ~3 ms in graph mode, ~150 ms in PyNative) and
+cached on the model. To compile only a few shapes, the batch keeps a fixed number of rows (finished
+ones ride along) and its width is padded up to a power of two: one compilation per width bucket.
 
 A sequence ends at `eos_token_id` (which is included, as the last of its new tokens) or after
 `max_new_tokens`. When prompt + new tokens outgrow the model's positions, the model sees only the
@@ -40,7 +43,9 @@ def generate(model, prompts: list[list[int]], max_new_tokens: int, strategy: str
         raise ValueError(f"num_beams must be >= 1, got {num_beams}")
     n_positions = model.config.n_positions
     window = min(max_positions or n_positions, n_positions)
-    next_logits = lambda rows: _next_token_logits(model, rows, window, pad_token_id)  # noqa: E731
+    n_rows = len(prompts) * (num_beams if strategy == "beam" else 1)
+    step = _compiled_step(model)
+    next_logits = lambda rows: _next_token_logits(step, rows, n_rows, window, pad_token_id)  # noqa: E731
 
     was_training = model.training
     model.set_train(False)  # no dropout while decoding
@@ -57,19 +62,40 @@ def generate(model, prompts: list[list[int]], max_new_tokens: int, strategy: str
         model.set_train(was_training)
 
 
-def _next_token_logits(model, rows: list[list[int]], window: int, pad_token_id: int) -> np.ndarray:
+def _compiled_step(model):
+    """model(ids, mask, positions) -> logits of the last column, jit-compiled and cached on the model.
+
+    Rebuilt when resize_token_embeddings has replaced the embedding (the compiled graph holds the
+    parameter objects it was traced with); it is traced in eval mode, the only mode it runs in.
+    """
+    table = model.transformer.token_embedding().weight
+    cached = model.__dict__.get("_generate_step")
+    if cached is None or cached[0] is not table:
+
+        @ms.jit
+        def last_column_logits(input_ids, attention_mask, position_ids):
+            hidden = model(input_ids, attention_mask, position_ids)
+            return model.lm_logits(hidden[:, -1:, :])
+
+        cached = (table, last_column_logits)
+        object.__setattr__(model, "_generate_step", cached)  # plain attribute: Cell would register it
+    return cached[1]
+
+
+def _next_token_logits(step, rows: list[list[int]], n_rows: int, window: int, pad_token_id: int) -> np.ndarray:
     """Logits [len(rows), vocab] for the token after each row, which sees at most its last `window` tokens."""
     rows = [row[-window:] for row in rows]
-    width = max(len(row) for row in rows)
-    input_ids = np.full((len(rows), width), pad_token_id, np.int32)
-    attention_mask = np.zeros((len(rows), width), np.int32)
-    position_ids = np.zeros((len(rows), width), np.int32)
+    rows += [rows[0]] * (n_rows - len(rows))  # filler rows keep the compiled shape
+    width = min(window, 1 << (max(len(row) for row in rows) - 1).bit_length())
+    input_ids = np.full((n_rows, width), pad_token_id, np.int32)
+    attention_mask = np.zeros((n_rows, width), np.int32)
+    position_ids = np.zeros((n_rows, width), np.int32)
     for i, row in enumerate(rows):  # left padding: every row ends in the last column
         input_ids[i, width - len(row):] = row
         attention_mask[i, width - len(row):] = 1
         position_ids[i, width - len(row):] = np.arange(len(row))
-    hidden = model(ms.Tensor(input_ids), ms.Tensor(attention_mask), ms.Tensor(position_ids))
-    return model.lm_logits(hidden[:, -1:, :]).asnumpy()[:, 0, :].astype(np.float64)
+    logits = step(ms.Tensor(input_ids), ms.Tensor(attention_mask), ms.Tensor(position_ids))
+    return logits.asnumpy()[:len(rows), 0, :].astype(np.float64)
 
 
 def _decode(next_logits, prompts, max_new_tokens, choose, eos_token_id) -> list[list[int]]:

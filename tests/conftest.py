@@ -20,7 +20,7 @@ CONFIG_DIR = ROOT / "conf"
 TINY = [
     "model.n_layer=2", "model.n_embd=64", "model.n_head=2", "model.n_positions=128",
     "tokenizer.vocab_size=1024", "data.max_train_samples=6", "data.max_eval_samples=2",
-    "task.max_seq_len=64", "trainer.batch_size=8", "trainer.eval_batches=4", "trainer.log_interval=5",
+    "task.max_seq_len=64", "trainer.batch_size=8", "optimizer.lr=3e-3", "scheduler.warmup_steps=5", "trainer.eval_batches=4", "trainer.log_interval=5",
     "logger.mode=disabled", "device=cpu",
 ]
 

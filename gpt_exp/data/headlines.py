@@ -77,7 +77,7 @@ def plain_text(tagged_line: str) -> str:
 def read_news_items(tagged_text: str) -> list[NewsItem]:
     """The file's lines grouped into news items (rules 1-3), in file order."""
     items = [NewsItem()]
-    for tagged_line in tagged_text.splitlines():
+    for tagged_line in tagged_text.split("\n"):   # not splitlines(): only \n ends a paragraph
         line = plain_text(tagged_line)
         if not line:
             continue

