@@ -12,6 +12,7 @@ os.environ.setdefault("GLOG_v", "3")  # MindSpore's C++ log floods the terminal 
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
+from gpt_exp.data.cache import DataUnavailableError  # noqa: E402
 from gpt_exp.errors import ConfigError  # noqa: E402
 
 log = logging.getLogger("gpt_exp")
@@ -34,9 +35,10 @@ def hydra_entry(cfg: DictConfig) -> float | None:
         from gpt_exp.run import train
 
         result = train(cfg, run_dir, run_name, group)
-    except ConfigError as error:
+    except (ConfigError, DataUnavailableError) as error:
         if not multirun:
-            print(f"\nconfig error: {error}\n", file=sys.stderr)
+            kind = "config error" if isinstance(error, ConfigError) else "data unavailable"
+            print(f"\n{kind}: {error}\n", file=sys.stderr)
             sys.exit(2)
         return record_failure(run_dir, run_name, error)
     except Exception as error:
