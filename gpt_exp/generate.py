@@ -7,7 +7,7 @@ row's first real token, so a row computes the same logits in a batch as alone.
 
 The forward pass is jit-compiled (a tiny model's step: ~3 ms in graph mode, ~150 ms in PyNative) and
 cached on the model. To compile only a few shapes, the batch keeps a fixed number of rows (finished
-ones ride along) and its width is padded up to a power of two: one compilation per width bucket.
+ones ride along) and its width is padded up to a power of two (at least MIN_WIDTH): one compilation per width.
 
 A sequence ends at `eos_token_id` (which is included, as the last of its new tokens) or after
 `max_new_tokens`. When prompt + new tokens outgrow the model's positions, the model sees only the
@@ -21,6 +21,7 @@ import mindspore as ms
 import numpy as np
 
 STRATEGIES = ("greedy", "beam", "sample")
+MIN_WIDTH = 32  # the narrowest compiled batch: short prompts share one graph instead of compiling 1, 2, 4...
 
 
 def generate(model, prompts: list[list[int]], max_new_tokens: int, strategy: str = "greedy",
@@ -35,6 +36,7 @@ def generate(model, prompts: list[list[int]], max_new_tokens: int, strategy: str
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    prompts = [[int(t) for t in p] for p in prompts]  # numpy rows would add element-wise below
     if any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token (e.g. a BOS token) to condition on")
     if strategy == "sample" and temperature <= 0:
@@ -86,7 +88,7 @@ def _next_token_logits(step, rows: list[list[int]], n_rows: int, window: int, pa
     """Logits [len(rows), vocab] for the token after each row, which sees at most its last `window` tokens."""
     rows = [row[-window:] for row in rows]
     rows += [rows[0]] * (n_rows - len(rows))  # filler rows keep the compiled shape
-    width = min(window, 1 << (max(len(row) for row in rows) - 1).bit_length())
+    width = min(window, max(MIN_WIDTH, 1 << (max(len(row) for row in rows) - 1).bit_length()))
     input_ids = np.full((n_rows, width), pad_token_id, np.int32)
     attention_mask = np.zeros((n_rows, width), np.int32)
     position_ids = np.zeros((n_rows, width), np.int32)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import mindspore
 import numpy as np
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from mindspore import Tensor
 from omegaconf import DictConfig, OmegaConf
@@ -20,6 +21,7 @@ from tqdm.auto import tqdm
 
 from gpt_exp import device as devices
 from gpt_exp.data.records import check_data_config, load_records
+from gpt_exp.distributed import SilentTracker
 from gpt_exp.errors import ConfigError
 from gpt_exp.model.build import build_model, check_model_config, init_folder
 from gpt_exp.plots import plot_curves
@@ -41,9 +43,11 @@ def check_config(cfg: DictConfig) -> str:
     check_data_config(cfg.data)
     check_model_config(cfg.model, cfg.task.max_seq_len)
     trainer = cfg.trainer
-    for key in ("batch_size", "grad_accum_steps", "max_steps", "eval_interval", "log_interval", "checkpoint_interval"):
+    for key in ("batch_size", "grad_accum_steps", "eval_interval", "log_interval", "checkpoint_interval"):
         if not isinstance(trainer[key], int) or trainer[key] < 1:
             raise ConfigError(f"trainer.{key}={trainer[key]} must be a whole number of at least 1.")
+    if not isinstance(trainer.max_steps, int) or trainer.max_steps < 0:
+        raise ConfigError(f"trainer.max_steps={trainer.max_steps} must be a whole number (0: evaluate only).")
     if trainer.resume and not (Path(trainer.resume) / "checkpoints" / "last.ckpt").exists():
         raise ConfigError(f"trainer.resume={trainer.resume} has no checkpoints/last.ckpt. "
                           f"Fix: give the directory of a run that saved a checkpoint.")
@@ -52,7 +56,7 @@ def check_config(cfg: DictConfig) -> str:
 
 def train(cfg: DictConfig, run_dir: Path, run_name: str, group: str | None = None) -> dict:
     target = check_config(cfg)
-    devices.configure(cfg.device, target)
+    world = instantiate(cfg.distributed).setup(cfg.device, target)  # the device, then the other ranks (msrun)
     resume_dir = Path(cfg.trainer.resume) if cfg.trainer.resume else None
     run_dir = resume_dir or run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -61,15 +65,19 @@ def train(cfg: DictConfig, run_dir: Path, run_name: str, group: str | None = Non
     np.random.seed(cfg.seed)
 
     # data, tokenizer and the task's arrays
-    task = instantiate(cfg.task, _convert_="all")
+    try:
+        task = instantiate(cfg.task, _convert_="all")
+    except InstantiationException as error:  # Hydra wraps a task's ConfigError: unwrap it for the CLI's message
+        raise error.__cause__ if isinstance(error.__cause__, ConfigError) else error
     records = load_records(cfg.data, cache_dir)
     tokenizer = build_tokenizer(cfg, task, records, cache_dir)
     task.prepare_tokenizer(tokenizer)
     splits = task.build_arrays(records, tokenizer, cfg.truncation, cfg.data)
     log.info("data: %s", ", ".join(f"{s} {len(next(iter(a.values())))} samples" for s, a in splits.items()))
+    splits["train"] = world.shard(splits["train"])  # data parallel: this rank's 1/N of the training data
 
     # model, optimizer and the compiled steps
-    model = build_model(cfg.model, tokenizer.vocab_size, cache_dir)
+    model = build_model(cfg.model, tokenizer.vocab_size)
     network = apply_precision(task.build_network(model), cfg.precision)
     trainer = cfg.trainer
     batches = BatchIterator(splits["train"], trainer.batch_size, trainer.grad_accum_steps, cfg.seed)
@@ -80,7 +88,7 @@ def train(cfg: DictConfig, run_dir: Path, run_name: str, group: str | None = Non
     loss_scaler = make_loss_scaler(cfg.precision)
     state = checkpoint.TrainState(network, optimizer, loss_scaler)
     train_step = make_train_step(network, optimizer, loss_scaler, trainer.grad_accum_steps,
-                                 trainer.max_grad_norm, trainer.compile)
+                                 trainer.max_grad_norm, trainer.compile, world.grad_reducer(optimizer.parameters))
     eval_step = make_eval_step(network, trainer.compile)
     log.info("model: %s, %.2fM parameters, vocab %d; %d steps of %d x %d sequences on %s",
              cfg.model.name, model.num_parameters() / 1e6, tokenizer.vocab_size, max_steps, trainer.grad_accum_steps,
@@ -93,10 +101,11 @@ def train(cfg: DictConfig, run_dir: Path, run_name: str, group: str | None = Non
         batches.load_state_dict(record["batches"])
         start_step, best, resume_id = record["step"], record["best"], record.get("wandb_id")
         log.info("resumed %s at step %d", run_dir, start_step)
-    tokenizer.save(run_dir / "tokenizer")
-    if not resume_dir:
-        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-    tracker = RunTracker(cfg, run_dir, run_name, group, resume_id=resume_id)
+    if world.is_main:  # data parallel: rank 0 writes for every rank
+        tokenizer.save(run_dir / "tokenizer")
+        if not resume_dir:
+            OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    tracker = RunTracker(cfg, run_dir, run_name, group, resume_id=resume_id) if world.is_main else SilentTracker()
 
     # the loop
     def evaluate(split: str) -> dict:
@@ -107,14 +116,15 @@ def train(cfg: DictConfig, run_dir: Path, run_name: str, group: str | None = Non
         return metrics
 
     def save_checkpoint(path: Path, step: int) -> None:
-        checkpoint.save(state, path, {"step": step, "best": best, "batches": batches.state_dict(),
-                                      "wandb_id": tracker.run_id})
+        if world.is_main:
+            checkpoint.save(state, path, {"step": step, "best": best, "batches": batches.state_dict(),
+                                          "wandb_id": tracker.run_id})
 
-    tokens_per_step = trainer.batch_size * trainer.grad_accum_steps * task.max_seq_len
+    tokens_per_step = trainer.batch_size * trainer.grad_accum_steps * task.tokens_per_sample * world.size
     network.set_train(True)
     skipped, window_start, window_steps = 0, time.perf_counter(), 0
     progress = tqdm(range(start_step, max_steps), initial=start_step, total=max_steps, desc="training",
-                    dynamic_ncols=True)
+                    dynamic_ncols=True, disable=not world.is_main)
     for step in progress:
         batch = batches.next()
         loss, parts, grad_norm, finite = train_step(*[Tensor(batch[name]) for name in task.array_names])
@@ -123,7 +133,7 @@ def train(cfg: DictConfig, run_dir: Path, run_name: str, group: str | None = Non
         if not bool(finite.asnumpy()):
             skipped += 1
         if done % trainer.log_interval == 0 or done == max_steps:
-            loss_value = float(loss.asnumpy())
+            loss_value = float(world.mean(loss).asnumpy())  # over all ranks' batches
             elapsed = time.perf_counter() - window_start
             metrics = {"train/loss": loss_value, "train/lr": float(lrs[step]), "train/grad_norm": float(grad_norm.asnumpy()),
                        "train/tokens_per_sec": tokens_per_step * window_steps / elapsed,
@@ -147,9 +157,15 @@ def train(cfg: DictConfig, run_dir: Path, run_name: str, group: str | None = Non
         if done % trainer.checkpoint_interval == 0 or done == max_steps:
             save_checkpoint(last_path, done)
     progress.close()
+    if not world.is_main:  # rank 0 tests, exports and reports
+        return {"rank": world.rank, "run_dir": str(run_dir)}
 
     # the end: best weights, test split, exported model, samples, plot
-    if best_path.exists():
+    if best is None:  # trainer.max_steps=0: evaluate the initial weights (e.g. zero-shot)
+        metrics = evaluate("validation")
+        tracker.log({f"eval/{k}": v for k, v in metrics.items()}, max_steps)
+        best = {"value": metrics[task.main_metric], "step": max_steps, "metric": task.main_metric}
+    elif best_path.exists():
         checkpoint.load(state, best_path)
     test_metrics = evaluate("test")
     tracker.log({f"test/{k}": v for k, v in test_metrics.items()}, max_steps)

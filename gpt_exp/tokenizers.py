@@ -135,6 +135,22 @@ def corpus_bpe(cache_dir: str | Path, corpus: Callable[[], Iterator[str]], corpu
     return tokenizer
 
 
+def saved(cache_dir: str | Path, path: str, corpus=None, **_) -> TextTokenizer:
+    """The tokenizer an earlier run saved: a run directory (<run>/tokenizer) or a folder with tokenizer.json.
+
+    Training from scratch with the tokenizer of a pre-training run keeps the vocabulary identical to
+    the pre-trained arm, so a pre-trained vs from-scratch comparison differs only in the weights.
+    """
+    from gpt_exp.errors import ConfigError
+
+    root = Path(str(path)).expanduser()
+    for folder in (root / "tokenizer", root / "model", root):
+        if (folder / "tokenizer.json").exists() and (folder / "special_tokens.json").exists():
+            return TextTokenizer.load(folder)
+    raise ConfigError(f"tokenizer.path={path} holds no saved tokenizer (tokenizer.json + special_tokens.json, "
+                      f"or a run directory with tokenizer/). Fix: point it at a finished gpt_exp run.")
+
+
 def from_hub(cache_dir: str | Path, name: str, corpus=None, **_) -> TextTokenizer:
     """A tokenizer by hub name through MindNLP (needs a network)."""
     from gpt_exp.hub import require_hub, mindnlp_imported

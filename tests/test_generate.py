@@ -103,7 +103,8 @@ def test_follows_new_weights_and_a_resized_vocabulary():
     model = GPT(GPTConfig("gpt2", vocab_size=100, n_positions=24, n_embd=32, n_layer=2, n_head=4))
     generate(model, PROMPTS[:1], 3)
     rng = np.random.RandomState(0)
-    load_state_dict(model, {k: rng.normal(0, 0.3, v.shape).astype(np.float32) for k, v in state_dict(model).items()})
+    load_state_dict(model, {k: rng.normal(0, 0.3, v.shape).astype(np.float32)
+                            for k, v in state_dict(model).items()})
     assert generate(model, PROMPTS[:1], 3) == [argmax_loop(model, PROMPTS[0], 3)]
     model.resize_token_embeddings(130)
     assert generate(model, PROMPTS[:1], 3) == [argmax_loop(model, PROMPTS[0], 3)]

@@ -69,7 +69,8 @@ MINDNLP_SCRIPT = textwrap.dedent("""
         rng = np.random.RandomState(1)
         weights = {k: mindspore.Tensor(rng.normal(0, 0.3, v.shape).astype(np.float32))
                    for k, v in model.state_dict().items() if not k.endswith((".attn.bias", ".masked_bias"))}
-        weights["lm_head.weight"] = weights[[k for k in weights if k.endswith(("wte.weight", "tokens_embed.weight"))][0]]
+        token_embedding = next(k for k in weights if k.endswith(("wte.weight", "tokens_embed.weight")))
+        weights["lm_head.weight"] = weights[token_embedding]  # tied, as in a real checkpoint
         model.load_state_dict(weights, strict=False)
         folder = os.path.join(work, "mindnlp_" + arch)
         model.save_pretrained(folder)
@@ -125,7 +126,8 @@ def test_save_load_round_trip(tmp_path, arch):
     model = tiny_gpt(arch)
     randomize(model, 3)
     save_pretrained(model, str(tmp_path))
-    assert json.loads((tmp_path / "config.json").read_text())["model_type"] == {"gpt2": "gpt2", "gpt1": "openai-gpt"}[arch]
+    model_type = json.loads((tmp_path / "config.json").read_text())["model_type"]
+    assert model_type == {"gpt2": "gpt2", "gpt1": "openai-gpt"}[arch]
     again = load_pretrained(str(tmp_path), dropout=0.0)
     assert again.config == model.config
     np.testing.assert_array_equal(logits_of(again, INPUT_IDS), logits_of(model, INPUT_IDS))
@@ -244,3 +246,26 @@ def test_loss_falls_in_a_jit_train_step(arch):
 
     losses = [float(train_step(ids).asnumpy()) for _ in range(15)]
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+@pytest.mark.parametrize("level", ["O2", "auto"])  # O1 works too, but its rewrite costs ~10 s
+def test_fp16_amp_stays_close_to_fp32(level):
+    model = tiny_gpt("gpt2")
+    randomize(model, 4)
+    model.set_train(False)
+
+    class LogitsOf(nn.Cell):
+        def __init__(self, gpt):
+            super().__init__()
+            self.gpt = gpt
+
+        def construct(self, input_ids, attention_mask):
+            return self.gpt.lm_logits(self.gpt(input_ids, attention_mask))
+
+    fp32_logits = logits_of(model, INPUT_IDS, PADDING_MASK)
+    fp16 = ms.amp.auto_mixed_precision(LogitsOf(model), level, ms.float16)  # O2 flags `model` itself fp16
+    logits = fp16(ms.Tensor(INPUT_IDS, ms.int32), ms.Tensor(PADDING_MASK, ms.int32)).asnumpy().astype(np.float32)
+    real = PADDING_MASK.astype(bool)
+    np.testing.assert_allclose(logits[real], fp32_logits[real], atol=0.05)
+    # the model itself still decodes after O2 (generate calls model and lm_logits directly)
+    np.testing.assert_allclose(logits_of(model, INPUT_IDS, PADDING_MASK)[real], fp32_logits[real], atol=0.05)

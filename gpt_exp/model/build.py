@@ -51,21 +51,18 @@ def check_model_config(model: DictConfig, max_seq_len: int) -> None:
         require_hub(model.init_from, config_key="model.init_from")
 
 
-def build_model(model: DictConfig, vocab_size: int, cache_dir: Path):
-    from gpt_exp.model import GPT, GPTConfig
-    from gpt_exp.model.hf_weights import config_from_hf, load_state_dict
+def build_model(model: DictConfig, vocab_size: int):
+    from gpt_exp.model import GPT, GPTConfig, load_pretrained
 
     if not model.get("init_from"):
         return GPT(GPTConfig(arch=model.arch, vocab_size=vocab_size, n_positions=model.n_positions,
                              n_embd=model.n_embd, n_layer=model.n_layer, n_head=model.n_head,
                              dropout=model.dropout, layer_norm_epsilon=model.layer_norm_epsilon))
-    folder = init_folder(model.init_from) or _download(model.init_from, cache_dir)
-    config = config_from_hf(json.loads((folder / "config.json").read_text()))
-    config.dropout = model.dropout  # fine-tuning chooses its own dropout
-    gpt = GPT(config)
-    load_state_dict(gpt, _read_weights(folder))
+    folder = init_folder(model.init_from)
+    gpt = load_pretrained(str(folder or model.init_from), dropout=model.dropout)  # fine-tuning picks its dropout
+    config = gpt.config
     log.info("initialised %s (%d layers, %d wide, vocab %d) from %s", config.arch, config.n_layer, config.n_embd,
-             config.vocab_size, folder)
+             config.vocab_size, folder or model.init_from)
     if vocab_size > config.vocab_size:
         gpt.resize_token_embeddings(vocab_size)  # special tokens appended by the task
     elif vocab_size < config.vocab_size:
@@ -74,20 +71,3 @@ def build_model(model: DictConfig, vocab_size: int, cache_dir: Path):
             f"{vocab_size}: they are not the same tokenizer. Fix: choose the tokenizer the weights were trained with "
             f"(tokenizer=gpt2_bpe for OpenAI's GPT-2; a gpt_exp run brings its own).")
     return gpt
-
-
-def _read_weights(folder: Path) -> dict:
-    from safetensors.numpy import load_file
-
-    path = folder / "model.safetensors"
-    if not path.exists():
-        raise ConfigError(f"{folder} has no model.safetensors. Fix: convert the checkpoint to safetensors "
-                          f"(e.g. save_pretrained(..., safe_serialization=True)).")
-    return load_file(str(path))
-
-
-def _download(hub_id: str, cache_dir: Path) -> Path:
-    from huggingface_hub import snapshot_download
-
-    return Path(snapshot_download(hub_id, cache_dir=str(cache_dir / "hub"),
-                                  allow_patterns=["config.json", "*.safetensors", "tokenizer*", "vocab*", "merges*"]))

@@ -121,7 +121,7 @@ class CausalSelfAttention(nn.Cell):
         q, k, v = ops.split(self.c_attn(x), x.shape[-1], axis=-1)
         q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)
         scores = self.query_key(q * self.scale, k)  # scaling q first keeps fp16 scores in range
-        # float32 softmax: fp16 would lose the mask's range and the probabilities' precision
+        # float32 softmax: in fp16 the exponentials and their sum lose precision (and large scores overflow)
         probs = ops.softmax(scores.astype(ms.float32) + additive_mask.astype(ms.float32), axis=-1)
         probs = self.attn_dropout(probs.astype(v.dtype))
         y = self.merge_heads(self.weigh_values(probs, v))
@@ -242,7 +242,8 @@ class GPT(nn.Cell):
     def lm_logits(self, hidden):
         """[B, T, n_embd] -> [B, T, vocab_size] through the token embedding (tied, as in GPT-1/2)."""
         batch, seq_len, width = hidden.shape
-        table = self.transformer.token_embedding().weight
+        # amp O2/O3 flag this Cell fp16 in place, but only construct's inputs get cast, not this method's
+        table = self.transformer.token_embedding().weight.astype(hidden.dtype)
         logits = self.project_to_vocab(hidden.reshape(-1, width), table)
         return logits.reshape(batch, seq_len, -1)
 
@@ -253,7 +254,7 @@ class GPT(nn.Cell):
         """
         embedding = self.transformer.token_embedding()
         old = embedding.weight.asnumpy()
-        new = np.random.normal(0.0, 0.02, (new_vocab_size, old.shape[1])).astype(old.dtype)
+        new = initializer(Normal(sigma=0.02), (new_vocab_size, old.shape[1]), ms.float32).init_data().asnumpy()
         kept = min(new_vocab_size, old.shape[0])
         new[:kept] = old[:kept]
         embedding.weight = Parameter(Tensor(new), name=embedding.weight.name)

@@ -36,6 +36,8 @@ _HF_DEFAULTS = {
                        resid_pdrop=0.1, layer_norm_epsilon=1e-5, afn="gelu"),
 }
 _ARCH_OF_MODEL_TYPE = {"gpt2": "gpt2", "openai-gpt": "gpt1"}
+# What each config calls the tanh-approximated GELU that GPT computes: HF's OpenAI GPT maps afn="gelu" to it
+_GELU_NEW_NAMES = {"gpt2": ("gelu_new",), "openai-gpt": ("gelu", "gelu_new")}
 
 
 class LoadResult(NamedTuple):
@@ -53,15 +55,14 @@ def config_from_hf(hf_config: dict) -> GPTConfig:
     _reject_unsupported(hf, model_type)
     return GPTConfig(arch=_ARCH_OF_MODEL_TYPE[model_type], vocab_size=hf["vocab_size"],
                      n_positions=hf["n_positions"], n_embd=hf["n_embd"], n_layer=hf["n_layer"],
-                     n_head=hf["n_head"], dropout=hf["resid_pdrop"],
+                     n_head=hf["n_head"], dropout=hf["resid_pdrop"],  # HF's three pdrops are equal in practice
                      layer_norm_epsilon=hf["layer_norm_epsilon"])
 
 
 def _reject_unsupported(hf: dict, model_type: str) -> None:
     """Fail on HF options this GPT does not implement, instead of loading weights into the wrong math."""
-    # HF's OpenAI GPT maps afn="gelu" to the tanh approximation, the same function as GPT-2's gelu_new
     activation = hf["activation_function"] if model_type == "gpt2" else hf["afn"]
-    if activation not in ("gelu_new", "gelu" if model_type == "openai-gpt" else "gelu_new"):
+    if activation not in _GELU_NEW_NAMES[model_type]:
         raise ValueError(f"unsupported activation {activation!r} in config.json (gpt_exp uses gelu_new)")
     if hf.get("n_inner") not in (None, 4 * hf["n_embd"]):
         raise ValueError(f"unsupported n_inner={hf['n_inner']} in config.json (gpt_exp uses 4 * n_embd)")

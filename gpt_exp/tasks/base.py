@@ -19,6 +19,8 @@ class Task:
 
     def __init__(self, name: str, max_seq_len: int, **options):
         self.name, self.max_seq_len, self.options = name, max_seq_len, options
+        # tokens the model reads per training sample (throughput); build_arrays may lower or multiply it
+        self.tokens_per_sample = max_seq_len
 
     def corpus_texts(self, records) -> Iterator[str]:
         """The texts a tokenizer trained on this task's data should see."""

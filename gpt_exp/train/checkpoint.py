@@ -43,7 +43,8 @@ def load(state: TrainState, path: Path) -> dict:
     for name, param in state.named_state().items():
         if name not in saved:
             raise KeyError(f"checkpoint {path} has no {name!r}: it was written by a different model or task setup")
-        param.set_data(mindspore.Tensor(saved[name].asnumpy(), dtype=param.dtype))
+        # copy_, not set_data: an already compiled graph keeps reading the parameter's old memory after set_data
+        param.copy_(mindspore.Tensor(saved[name].asnumpy(), dtype=param.dtype))
     return record
 
 
