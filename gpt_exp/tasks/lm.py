@@ -43,6 +43,10 @@ class LanguageModelingTask(Task):
         return (r[self.text_field] for r in records["train"])
 
     def build_arrays(self, records, tokenizer, truncation, data):
+        fields = records["train"].column_names
+        if self.text_field not in fields:
+            raise ConfigError(f"task=lm reads the field data.text_field={self.text_field!r}, but the records of this "
+                              f"data have {fields}. Fix: data.text_field=<one of them>, or a text corpus.")
         eos = tokenizer.eos_id
 
         def tokenize(batch):
