@@ -39,14 +39,18 @@ class LanguageModelingTask(Task):
         self.sample_temperature, self.sample_top_k = sample_temperature, sample_top_k
         self.text_field = text_field
 
-    def corpus_texts(self, records):
-        return (r[self.text_field] for r in records["train"])
-
-    def build_arrays(self, records, tokenizer, truncation, data):
+    def _check_text_field(self, records) -> None:
         fields = records["train"].column_names
         if self.text_field not in fields:
             raise ConfigError(f"task=lm reads the field data.text_field={self.text_field!r}, but the records of this "
                               f"data have {fields}. Fix: data.text_field=<one of them>, or a text corpus.")
+
+    def corpus_texts(self, records):
+        self._check_text_field(records)
+        return (r[self.text_field] for r in records["train"])
+
+    def build_arrays(self, records, tokenizer, truncation, data):
+        self._check_text_field(records)
         eos = tokenizer.eos_id
 
         def tokenize(batch):
