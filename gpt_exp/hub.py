@@ -27,13 +27,14 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def require_hub(name: str, config_key: str) -> None:
+def require_hub(name: str, config_key: str, fix: str | None = None) -> None:
     if not hub_reachable():
+        fix = fix or (f"give {config_key} a local folder (HF format: config.json + model.safetensors, "
+                      f"or a gpt_exp run directory)")
         raise ConfigError(
-            f"{config_key}={name!r} is a hub name, but no model hub is reachable from this machine "
-            f"(no network, or HF_HUB_OFFLINE is set). Fix: give {config_key} a local folder "
-            f"(HF format: config.json + model.safetensors, or a gpt_exp run directory), "
-            f"or run where the hub (or a mirror in HF_ENDPOINT) is reachable.")
+            f"{config_key}={name!r} is a hub name, but no hub is reachable from this machine "
+            f"(no network, or HF_HUB_OFFLINE is set). Fix: {fix}, or run where the hub "
+            f"(or a mirror in HF_ENDPOINT) is reachable.")
 
 
 @contextlib.contextmanager

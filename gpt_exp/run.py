@@ -42,6 +42,11 @@ def check_config(cfg: DictConfig) -> str:
     check_precision(cfg.precision, target)
     check_data_config(cfg.data)
     check_model_config(cfg.model, cfg.task.max_seq_len)
+    if cfg.tokenizer.get("_target_", "").endswith(".from_hub"):
+        from gpt_exp.hub import require_hub
+
+        require_hub(cfg.tokenizer.name, config_key="tokenizer.name",
+                    fix="use a tokenizer built from local files: tokenizer=gpt2_bpe, bert_chinese or corpus_bpe")
     trainer = cfg.trainer
     for key in ("batch_size", "grad_accum_steps", "eval_interval", "log_interval", "checkpoint_interval"):
         if not isinstance(trainer[key], int) or trainer[key] < 1:

@@ -155,7 +155,8 @@ def from_hub(cache_dir: str | Path, name: str, corpus=None, **_) -> TextTokenize
     """A tokenizer by hub name through MindNLP (needs a network)."""
     from gpt_exp.hub import require_hub, mindnlp_imported
 
-    require_hub(name, config_key="tokenizer.name")
+    require_hub(name, config_key="tokenizer.name",
+                fix="use a tokenizer built from local files: tokenizer=gpt2_bpe, bert_chinese or corpus_bpe")
     with mindnlp_imported():
         from mindnlp.transformers import AutoTokenizer
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import CONFIG_DIR, ROOT, compose
@@ -84,6 +85,17 @@ def test_unknown_builtin_dataset():
 def test_hub_name_without_network_fails_fast():
     message = _error(["model.init_from=openai-community/gpt2"])
     assert "model.init_from" in message and "local folder" in message
+
+
+def test_hub_dataset_without_network_fails_fast():
+    message = _error(["data.name=null", "data.hub_id=karpathy/tiny_shakespeare"])
+    assert "data.hub_id" in message and "data.files.train" in message
+
+
+def test_console_script_is_installed():
+    script = Path(sys.executable).with_name("gpt-exp")
+    result = subprocess.run([str(script), "--cfg", "job", "model=gpt2"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "n_embd: 768" in result.stdout
 
 
 def test_bf16_on_cpu_is_refused_with_the_reason():

@@ -28,6 +28,11 @@ def check_data_config(data: DictConfig) -> None:
         for split, path in data.files.items():
             if path and not Path(path).expanduser().exists():
                 raise ConfigError(f"data.files.{split}={path} does not exist. Fix: give the path of a .txt or .jsonl file.")
+    if data.get("hub_id"):
+        from gpt_exp.hub import require_hub
+
+        require_hub(data.hub_id, config_key="data.hub_id",
+                    fix="give your own files (data.hub_id=null data.files.train=...) or a built-in data.name")
     if data.get("name"):
         from gpt_exp.data.sources import DATASETS
 
@@ -53,9 +58,6 @@ def load_records(data: DictConfig, cache_dir: str | Path) -> datasets.DatasetDic
         else:
             records = datasets.load_dataset("json", data_files=files, cache_dir=hf_cache)
     else:
-        from gpt_exp.hub import require_hub
-
-        require_hub(data.hub_id, config_key="data.hub_id")
         records = datasets.load_dataset(data.hub_id, data.get("hub_config"), cache_dir=hf_cache)
     return _with_all_splits(records, data)
 
