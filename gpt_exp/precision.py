@@ -1,5 +1,24 @@
-"""Precision: fp32, or fp16 / bf16 mixed precision through MindSpore's amp API, with a loss scaler."""
+"""Precision: fp32, fp16 / bf16 mixed precision through MindSpore's amp API, and bf16 matrix products on a CPU.
+
+The `precision` group (conf/precision/) picks one of:
+- fp32: everything in float32.
+- fp16: amp O1/O2/O3 in float16 with dynamic loss scaling (fp16's range is too small for raw gradients).
+- bf16: amp in bfloat16, no loss scaling (bf16 keeps fp32's exponent range). Ascend / GPU only:
+  MindSpore 2.10's CPU backend has no bfloat16 kernels (MatMul, Gather, BatchMatMul raise
+  "Unsupported data type"), so on a CPU it is refused with the fix below.
+- bf16_matmul: float32 tensors and weights, but every matrix product is computed by oneDNN in bf16
+  with float32 accumulation (its "fpmath mode"): on a CPU with AMX or AVX512-BF16 this is what makes
+  MindSpore's CPU train fast (docs/performance.md), like PyTorch's `set_float32_matmul_precision("medium")`.
+
+What works where is measured in docs/performance.md.
+"""
 from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import tempfile
+from pathlib import Path
 
 import mindspore
 from mindspore import amp, nn
@@ -7,27 +26,142 @@ from omegaconf import DictConfig
 
 from gpt_exp.errors import ConfigError
 
+log = logging.getLogger(__name__)
+
 DTYPES = {"float32": mindspore.float32, "float16": mindspore.float16, "bfloat16": mindspore.bfloat16}
+AMP_LEVELS = ("O0", "O1", "O2", "O3", "auto")
+MATMUL_DTYPES = (None, "float32", "bfloat16")
+# oneDNN's dnnl_fpmath_mode_t: strict = plain fp32, bf16 = may down-convert fp32 inputs to bf16
+_FPMATH = {"float32": 0, "bfloat16": 1}
+# the CPU flags that give oneDNN bf16 matrix instructions (Sapphire Rapids: both; Cooper Lake / Zen 4: the first)
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+_fpmath_set_in_process: str | None = None  # oneDNN takes its math mode once per process (see set_matmul_math)
 
 
 def check_precision(precision: DictConfig, device_target: str) -> None:
+    """Every precision error, before data or model are loaded."""
+    name = precision.get("name", precision.dtype)
     if precision.dtype not in DTYPES:
         raise ConfigError(f"precision.dtype={precision.dtype!r}: use one of {sorted(DTYPES)}")
+    if precision.amp_level not in AMP_LEVELS:
+        raise ConfigError(f"precision.amp_level={precision.amp_level!r}: use one of {', '.join(AMP_LEVELS)} "
+                          f"(O1: listed ops in low precision; O2: the network in low precision, LayerNorm, softmax and "
+                          f"loss in float32; O3: everything)")
+    matmul = precision.get("matmul_dtype")
+    if matmul not in MATMUL_DTYPES:
+        raise ConfigError(f"precision.matmul_dtype={matmul!r}: use null, float32 or bfloat16")
+    scale = precision.get("loss_scale")
+    if scale:
+        for key in ("init", "factor", "window"):
+            if scale.get(key) is None:
+                raise ConfigError(f"precision.loss_scale.{key} is missing: loss_scale needs init, factor and window "
+                                  f"(or loss_scale: null for no scaling)")
+        if not (float(scale.init) >= 1 and float(scale.factor) == int(scale.factor) >= 1 and int(scale.window) >= 1):
+            raise ConfigError(f"precision.loss_scale={dict(scale)}: init must be >= 1, factor a whole number >= 1 and "
+                              f"window >= 1 (e.g. init 65536, factor 2, window 1000)")
     if precision.dtype == "bfloat16" and device_target == "CPU":
         raise ConfigError(
-            "precision=bf16 on device=cpu: MindSpore's CPU backend has no bfloat16 kernels (MatMul, Gather, "
-            "BatchMatMul fail with 'Unsupported data type'). Fix: precision=fp32 or precision=fp16 on the CPU; "
-            "bf16 runs on Ascend (and GPUs with bf16 support).")
+            f"precision={name} (bfloat16) on device=cpu: MindSpore's CPU backend has no bfloat16 kernels (MatMul, "
+            f"Gather, BatchMatMul fail with 'Unsupported data type'). Fix: precision=bf16_matmul (float32 tensors "
+            f"with matrix products in bf16 through oneDNN, on CPUs with AMX or AVX512-BF16: the fast choice here), "
+            f"or precision=fp32 / precision=fp16; bf16 mixed precision runs on Ascend and on GPUs with bf16.")
+    if precision.dtype != "float32" and precision.amp_level == "O0":
+        raise ConfigError(f"precision.dtype={precision.dtype} with precision.amp_level=O0 casts nothing. Fix: "
+                          f"precision.amp_level=O2 (or O1 / O3 / auto), or precision=fp32.")
+    if matmul == "bfloat16":
+        if precision.dtype != "float32":
+            raise ConfigError(f"precision.matmul_dtype=bfloat16 with precision.dtype={precision.dtype}: bf16 matrix "
+                              f"products apply to float32 networks. Fix: precision=bf16_matmul (dtype float32).")
+        if device_target != "CPU":
+            raise ConfigError(f"precision={name} (bf16 matrix products through oneDNN) is for the CPU, not "
+                              f"{device_target}. Fix: precision=bf16 on {device_target}.")
+        if not cpu_has_bf16():
+            raise ConfigError(f"precision={name} on device=cpu: this CPU has none of {', '.join(BF16_CPU_FLAGS)} in "
+                              f"/proc/cpuinfo, so oneDNN would silently compute in float32. Fix: precision=fp32.")
+
+
+def cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:  # not Linux: let oneDNN decide, the probe in set_matmul_math checks the result
+        return True
+    return any(flag in flags for flag in BF16_CPU_FLAGS)
+
+
+def setup_precision(precision: DictConfig, device_target: str) -> None:
+    """Per-process numeric settings; call after the device is set and before the model is built."""
+    if device_target == "CPU":
+        set_matmul_math(precision.get("matmul_dtype") or "float32")
+
+
+def _onednn():
+    """The oneDNN library MindSpore's CPU kernels (MatMul, BatchMatMul) run on, as loaded in this process."""
+    return ctypes.CDLL(str(Path(mindspore.__file__).parent / "lib" / "libdnnl.so.3"))
+
+
+def set_matmul_math(dtype: str) -> None:
+    """Let oneDNN compute float32 matrix products in `dtype` (bfloat16: on AMX / AVX512-BF16).
+
+    oneDNN fixes its math mode for the process once the first MindSpore kernel has used it; later changes
+    are ignored silently. So the mode is set once, checked with a probe product, and a later run in the
+    same process that asks for another mode fails instead of computing in the wrong precision.
+    """
+    global _fpmath_set_in_process
+    if dtype == "float32" and _fpmath_set_in_process in (None, "float32"):
+        return  # oneDNN's default: nothing to set, nothing to check
+    if _fpmath_set_in_process is not None and _fpmath_set_in_process != dtype:
+        raise ConfigError(f"precision: this process already runs its CPU matrix products in {_fpmath_set_in_process} "
+                          f"(oneDNN fixes that once per process); a run with {dtype} products needs a new process. "
+                          f"Fix: start it from the command line (python -m gpt_exp ...), one precision per process.")
+    _onednn().dnnl_set_default_fpmath_mode(_FPMATH[dtype])
+    got = matmul_math_in_effect()
+    if got != dtype:
+        _onednn().dnnl_set_default_fpmath_mode(_FPMATH["float32"])
+        raise ConfigError(f"precision: MindSpore's CPU matrix products still run in {got}, not {dtype}: a MindSpore "
+                          f"kernel ran in this process before the precision was set, and oneDNN fixes its math mode "
+                          f"then. Fix: start the run in a new process (python -m gpt_exp ... precision=...).")
+    _fpmath_set_in_process = dtype
+    log.info("precision: CPU matrix products in %s (oneDNN fpmath mode), tensors in float32", dtype)
+
+
+def matmul_math_in_effect() -> str:
+    """What a MindSpore CPU matrix product computes in right now, read off its result.
+
+    (1 + 2^-9) has no bfloat16 form (7 mantissa bits) and rounds to 1, so a product of ones shows it.
+    256^3 is large enough for oneDNN's AMX kernel (small products always run in float32).
+    """
+    import numpy as np
+
+    a = mindspore.Tensor(np.full((256, 256), 1 + 2 ** -9, np.float32))
+    b = mindspore.Tensor(np.ones((256, 256), np.float32))
+    value = float(mindspore.ops.matmul(a, b)[0, 0].asnumpy())
+    return "bfloat16" if value == 256.0 else "float32"
 
 
 def apply_precision(network: nn.Cell, precision: DictConfig) -> nn.Cell:
-    if precision.dtype == "float32" or precision.amp_level == "O0":
+    """fp16 / bf16: MindSpore's amp casts at precision.amp_level. The network's loss comes out in float32."""
+    if precision.dtype == "float32":
         return network
-    return amp.auto_mixed_precision(network, precision.amp_level, dtype=DTYPES[precision.dtype])
+    if precision.amp_level != "O1":
+        return amp.auto_mixed_precision(network, precision.amp_level, dtype=DTYPES[precision.dtype])
+    # O1 rewrites the network's Python source. It counts every module under the working directory as user
+    # code to rewrite, so run from a project whose .venv sits inside it, it descends into MindSpore itself
+    # and fails ("... got _PyboostSoftmaxPrim"); it also writes the rewritten code to ./rewritten_network/.
+    # A directory of its own fixes both (the files stay: jit reads their source when it compiles).
+    previous = os.getcwd()
+    os.chdir(tempfile.mkdtemp(prefix="gpt_exp_amp_o1_"))
+    try:
+        return amp.auto_mixed_precision(network, "O1", dtype=DTYPES[precision.dtype])
+    finally:
+        os.chdir(previous)
 
 
 def make_loss_scaler(precision: DictConfig) -> amp.DynamicLossScaler:
-    """fp32 gets a fixed scale of 1: overflowing steps are still skipped, nothing else changes."""
+    """Dynamic loss scaling from precision.loss_scale; without it a fixed scale of 1.
+
+    With scale 1 nothing changes numerically, but a step whose gradients are not finite is still skipped.
+    """
     scale = precision.get("loss_scale")
     if not scale:
         return amp.DynamicLossScaler(scale_value=1.0, scale_factor=1, scale_window=2**31 - 1)

@@ -25,7 +25,7 @@ from gpt_exp.distributed import SilentTracker
 from gpt_exp.errors import ConfigError
 from gpt_exp.model.build import build_model, check_model_config, init_folder
 from gpt_exp.plots import plot_curves
-from gpt_exp.precision import apply_precision, check_precision, make_loss_scaler
+from gpt_exp.precision import apply_precision, check_precision, make_loss_scaler, setup_precision
 from gpt_exp.tokenizers import TextTokenizer
 from gpt_exp.tracking import RunTracker, read_metrics
 from gpt_exp.train import checkpoint
@@ -62,6 +62,7 @@ def check_config(cfg: DictConfig) -> str:
 def train(cfg: DictConfig, run_dir: Path, run_name: str, group: str | None = None) -> dict:
     target = check_config(cfg)
     world = instantiate(cfg.distributed).setup(cfg.device, target)  # the device, then the other ranks (msrun)
+    setup_precision(cfg.precision, target)  # CPU bf16 matrix products: before the first kernel
     resume_dir = Path(cfg.trainer.resume) if cfg.trainer.resume else None
     run_dir = resume_dir or run_dir
     run_dir.mkdir(parents=True, exist_ok=True)

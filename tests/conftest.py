@@ -13,6 +13,13 @@ os.environ.setdefault("WANDB_SILENT", "true")
 # tests must never wait on a hub: hub names fail fast, as they would offline
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+# MindSpore accepts set_device only before its first kernel. A test that runs kernels directly (a model,
+# a decoder) would make every later `gpt_exp.run.train` in the same process fail with "The runtime has
+# been initialized"; choosing the CPU here, first, makes the runner's own set_device("CPU", 0) a no-op.
+import mindspore  # noqa: E402
+
+mindspore.set_device("CPU")
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = ROOT / "conf"
 
@@ -36,3 +43,20 @@ def compose(overrides: list[str]):
 @pytest.fixture
 def tiny_overrides(tmp_path) -> list[str]:
     return TINY + [f"paths.output_dir={tmp_path / 'run'}"]
+
+
+@pytest.fixture(scope="session")
+def shakespeare_excerpt(tmp_path_factory) -> list[str]:
+    """Overrides that train on the first few KB of each split of the built-in Shakespeare data: the
+    whole test split of TINY takes ~200 eval batches, this one a handful (for runs that test plumbing)."""
+    import json
+
+    from gpt_exp.data.sources import prepare
+
+    folder = tmp_path_factory.mktemp("shakespeare_excerpt")
+    overrides = ["data=text_files"]
+    for split, size in (("train", 24_000), ("validation", 4_000), ("test", 4_000)):
+        text = json.loads(prepare("shakespeare")[split].open().readline())["text"]
+        (folder / f"{split}.txt").write_text(text[:size])
+        overrides.append(f"data.files.{split}={folder / f'{split}.txt'}")
+    return overrides

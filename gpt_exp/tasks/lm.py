@@ -6,10 +6,11 @@ import math
 
 import mindspore
 import numpy as np
-from mindspore import Tensor, nn, ops
+from mindspore import Tensor, nn
 
 from gpt_exp.errors import ConfigError
 from gpt_exp.tasks.base import Task
+from gpt_exp.tasks.losses import mean_cross_entropy
 from gpt_exp.train.batches import eval_batches
 
 
@@ -22,7 +23,7 @@ class CausalLMNetwork(nn.Cell):
         # one block of max_seq_len + 1 tokens gives max_seq_len (input, next token) pairs
         logits = self.model.lm_logits(self.model(tokens[:, :-1]))
         vocab = logits.shape[-1]
-        loss = ops.cross_entropy(logits.reshape(-1, vocab).astype(mindspore.float32), tokens[:, 1:].reshape(-1))
+        loss = mean_cross_entropy(logits.reshape(-1, vocab).astype(mindspore.float32), tokens[:, 1:].reshape(-1))
         return loss, (loss,)
 
 

@@ -29,7 +29,7 @@ def build_optimizer(network: nn.Cell, optimizer: DictConfig, scheduler: DictConf
     params = network.trainable_params()
     decayed = [p for p in params if p.ndim >= 2]
     not_decayed = [p for p in params if p.ndim < 2]
-    lrs = learning_rates(optimizer.lr, max_steps, scheduler.warmup_steps, scheduler.name, scheduler.min_lr_ratio)
+    lrs = learning_rates(optimizer.lr, max(1, max_steps), scheduler.warmup_steps, scheduler.name, scheduler.min_lr_ratio)
     groups = [{"params": decayed, "weight_decay": optimizer.weight_decay},
               {"params": not_decayed, "weight_decay": 0.0}]
     adamw = nn.AdamWeightDecay(groups, learning_rate=Tensor(lrs), beta1=optimizer.betas[0],

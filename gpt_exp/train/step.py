@@ -10,12 +10,17 @@ from mindspore import amp, nn, ops
 
 
 def global_norm(grads):
-    return ops.sqrt(sum([ops.sum(ops.square(g.astype(mindspore.float32))) for g in grads]))
+    """The L2 norm of all gradients together, summed in float32 (no cast kernel for float32 gradients)."""
+    return ops.sqrt(sum([ops.sum(ops.square(g if g.dtype == mindspore.float32 else g.astype(mindspore.float32)))
+                         for g in grads]))
 
 
 def make_train_step(network: nn.Cell, optimizer: nn.Optimizer, loss_scaler, accum_steps: int,
-                    max_grad_norm: float | None, compile: bool):
+                    max_grad_norm: float | None, compile: bool, grad_reducer=None):
     """Returns step(*arrays) -> (loss, loss_parts, grad_norm, is_finite).
+
+    `grad_reducer` (data parallel, gpt_exp/distributed.py) averages the gradients over the ranks
+    before they are checked, clipped and applied, so every rank takes the same step.
 
     Every input array carries a leading axis of `accum_steps` micro-batches. `network(*micro_batch)`
     returns (loss, loss_parts). A step whose gradients overflow is skipped and lowers the loss scale.
@@ -34,17 +39,25 @@ def make_train_step(network: nn.Cell, optimizer: nn.Optimizer, loss_scaler, accu
             loss = loss + more_loss
             parts = tuple(p + q for p, q in zip(parts, more_parts))
             grads = tuple(g + h for g, h in zip(grads, more_grads))
-        grads = loss_scaler.unscale(grads)
-        is_finite = amp.all_finite(grads)
-        grad_norm = global_norm(grads)
+        if grad_reducer is not None:
+            grads = grad_reducer(grads)
+        # Unscaling, the finite check and clipping cost one pass over the gradients, not three: the norm of
+        # the scaled gradients is `scale` times the true norm, and it is finite exactly when every gradient
+        # is (a sum of squares of finite float32 values overflows only past a norm of ~1e19, a step worth
+        # skipping too). 148 IsFinite + ReduceAll kernels per GPT-2 step were ~7% of its time on the CPU.
+        scale = loss_scaler.scale_value
+        grad_norm = global_norm(grads) / scale
+        is_finite = amp.all_finite((grad_norm,))
+        factor = 1.0 / scale
         if max_grad_norm is not None:
-            clip = ops.minimum(max_grad_norm / (grad_norm + 1e-6), 1.0)
-            grads = tuple(g * clip.astype(g.dtype) for g in grads)
+            factor = factor * ops.minimum(max_grad_norm / (grad_norm + 1e-6), 1.0)
+        grads = tuple(g * factor.astype(g.dtype) for g in grads)
+        loss = loss / scale  # before `adjust` changes the scale
         if is_finite:
             optimizer(grads)
         loss_scaler.adjust(is_finite)
         parts = tuple(p / accum_steps for p in parts)
-        return loss_scaler.unscale(loss), parts, grad_norm, is_finite
+        return loss, parts, grad_norm, is_finite
 
     return mindspore.jit(train_step) if compile else train_step
 

@@ -1,0 +1,53 @@
+"""Text classification (GPT-1 Figure 1, top): [start] text [extract] -> linear head -> class.
+
+Default data: Rotten Tomatoes review snippets, positive vs negative by the sign of their mean
+rating (`data=movie_reviews`); Chinese product reviews with `data=chinese_reviews tokenizer=bert_chinese`.
+`ClassifierTask` is the part entailment shares: a head over classes, cross-entropy, accuracy and macro-F1.
+"""
+from __future__ import annotations
+
+import mindspore
+import numpy as np
+from mindspore import ops
+
+from gpt_exp import metrics
+from gpt_exp.tasks.finetune import FinetuneNetwork, LabelledTask, encode_texts
+
+
+class ClassificationNetwork(FinetuneNetwork):
+    """The extract state of the (only) sequence -> class logits; cross-entropy against the label."""
+
+    def outputs(self, features, present):
+        return self.head(features[:, 0])                                  # [N, classes]
+
+    def task_loss(self, outputs, labels):
+        return ops.cross_entropy(outputs.astype(mindspore.float32), labels)
+
+
+class ClassifierTask(LabelledTask):
+    """One sequence per sample, one class out: what classification and entailment have in common."""
+
+    main_metric = "accuracy"
+    network_class = ClassificationNetwork
+
+    def metrics(self, outputs, labels):
+        predicted = outputs.argmax(-1)
+        return {"accuracy": metrics.accuracy(predicted, labels),
+                "macro_f1": metrics.macro_f1(predicted, labels, self.n_outputs),
+                "task_loss": metrics.cross_entropy(outputs, labels)}
+
+    def describe_prediction(self, output, label):
+        probs = np.exp(output - output.max())
+        probs /= probs.sum()
+        return self.label_names[int(label)], f"{self.label_names[int(np.argmax(output))]} (p={probs.max():.2f})"
+
+
+class ClassificationTask(ClassifierTask):
+    def __init__(self, name: str, max_seq_len: int, text_field: str = "text", label_field: str = "label", **options):
+        super().__init__(name, max_seq_len, text_field=text_field, label_field=label_field, **options)
+
+    def texts(self, record):
+        yield record[self.field("text_field")]
+
+    def encode(self, split_records, tokenizer, template):
+        return [[template.single(ids)] for ids in encode_texts(tokenizer, split_records[self.field("text_field")])]

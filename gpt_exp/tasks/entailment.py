@@ -1,0 +1,25 @@
+"""Textual entailment (GPT-1 Figure 1): [start] premise [delimiter] hypothesis [extract] -> class.
+
+Default data: BIG-bench vitaminc_fact_verification (does the Wikipedia evidence support the claim:
+True / False / Neither). The classes are unbalanced (50 / 37 / 13 %), so macro-F1 is reported too.
+"""
+from __future__ import annotations
+
+from gpt_exp.tasks.classification import ClassifierTask
+from gpt_exp.tasks.finetune import encode_texts
+
+
+class EntailmentTask(ClassifierTask):
+    def __init__(self, name: str, max_seq_len: int, premise_field: str = "premise",
+                 hypothesis_field: str = "hypothesis", label_field: str = "label", **options):
+        super().__init__(name, max_seq_len, premise_field=premise_field, hypothesis_field=hypothesis_field,
+                         label_field=label_field, **options)
+
+    def texts(self, record):
+        yield record[self.field("premise_field")]
+        yield record[self.field("hypothesis_field")]
+
+    def encode(self, split_records, tokenizer, template):
+        premises = encode_texts(tokenizer, split_records[self.field("premise_field")])
+        hypotheses = encode_texts(tokenizer, split_records[self.field("hypothesis_field")])
+        return [[template.pair(p, h)] for p, h in zip(premises, hypotheses)]

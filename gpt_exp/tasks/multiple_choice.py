@@ -1,0 +1,74 @@
+"""Multiple choice (GPT-1 Figure 1, bottom): one sequence per candidate answer,
+
+    [start] context [delimiter] answer_k [extract]   for k = 1..K,
+
+a linear head scores each extract state, and a softmax across the K scores picks the answer.
+Default data: BIG-bench social_iqa (3 choices). Questions with fewer choices than the most are
+padded with empty candidates that can never win.
+"""
+from __future__ import annotations
+
+import mindspore
+import numpy as np
+from mindspore import ops
+
+from gpt_exp import metrics
+from gpt_exp.errors import ConfigError
+from gpt_exp.tasks.finetune import MASK_SCORE, FinetuneNetwork, FinetuneTask, encode_texts
+
+
+class MultipleChoiceNetwork(FinetuneNetwork):
+    """A score per candidate ([N, K]); cross-entropy of the softmax across candidates."""
+
+    def outputs(self, features, present):
+        batch, n_choices, width = features.shape
+        scores = self.head(features.reshape(-1, width)).reshape(batch, n_choices)
+        return scores + (1.0 - present) * MASK_SCORE
+
+    def task_loss(self, outputs, labels):
+        return ops.cross_entropy(outputs.astype(mindspore.float32), labels)
+
+
+class MultipleChoiceTask(FinetuneTask):
+    main_metric = "accuracy"
+    network_class = MultipleChoiceNetwork
+
+    def __init__(self, name: str, max_seq_len: int, context_field: str = "context", choices_field: str = "choices",
+                 label_field: str = "label", **options):
+        super().__init__(name, max_seq_len, context_field=context_field, choices_field=choices_field,
+                         label_field=label_field, **options)
+
+    def texts(self, record):
+        yield record[self.field("context_field")]
+        yield from record[self.field("choices_field")]
+
+    def encode(self, split_records, tokenizer, template):
+        contexts = encode_texts(tokenizer, split_records[self.field("context_field")])
+        choices = split_records[self.field("choices_field")]
+        if not all(isinstance(c, list) and c for c in choices):
+            raise ConfigError(f"data.choices_field={self.field('choices_field')!r} must hold a non-empty list of "
+                              f"answers per record.")
+        flat = encode_texts(tokenizer, [answer for options in choices for answer in options])
+        samples, start = [], 0
+        for context, options in zip(contexts, choices):
+            answers = flat[start:start + len(options)]
+            start += len(options)
+            samples.append([template.pair(context, answer) for answer in answers])
+        return samples
+
+    def targets(self, split_records, split):
+        labels = np.array(split_records[self.field("label_field")], np.int64)
+        counts = np.array([len(c) for c in split_records[self.field("choices_field")]])
+        bad = np.flatnonzero((labels < 0) | (labels >= counts))
+        if bad.size:
+            raise ConfigError(f"{bad.size} {split} records have a label outside their choices (first: record "
+                              f"{bad[0]}, label {labels[bad[0]]} of {counts[bad[0]]} choices). Fix: data.label_field "
+                              f"must be the index of the right answer in data.choices_field.")
+        return labels.astype(np.int32)
+
+    def metrics(self, outputs, labels):
+        return {"accuracy": metrics.accuracy(outputs.argmax(-1), labels),
+                "task_loss": metrics.cross_entropy(outputs, labels)}
+
+    def describe_prediction(self, output, label):
+        return f"choice {int(label) + 1}", f"choice {int(np.argmax(output)) + 1}"
