@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,19 @@ def test_each_task_trains_on_its_real_data(task, tmp_path):
     predictions = [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
     assert len(predictions) == 20 and predictions[0]["input"].startswith("<|start|>")
     assert predictions[0]["input"].rstrip().endswith("<|extract|>")
+
+
+@pytest.mark.slow
+def test_the_head_on_the_extract_state_fits_real_reviews(tmp_path):
+    # 64 real reviews as train, validation and test: reading the [extract] state, the head can fit them all
+    rows = (Path(os.environ["GPT_EXP_CACHE"]) / "datasets" / "movie_reviews" / "train.jsonl").read_text().splitlines()
+    data = tmp_path / "reviews.jsonl"
+    data.write_text("\n".join(rows[:64]) + "\n")
+    run_dir = tmp_path / "fit"
+    result = _train(FINETUNE + ["task=classification", "data.name=null",
+                                f"data.files={{train: {data}, validation: {data}, test: {data}}}",
+                                "trainer.batch_size=16", "trainer.max_steps=40", "trainer.eval_interval=20"], run_dir)
+    assert result["test/accuracy"] >= 0.95 and result["test/task_loss"] < 0.2, result
 
 
 @pytest.mark.slow
