@@ -27,12 +27,14 @@ MIN_WIDTH = 32  # the narrowest compiled batch: short prompts share one graph in
 def generate(model, prompts: list[list[int]], max_new_tokens: int, strategy: str = "greedy",
              num_beams: int = 4, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
              eos_token_id: int | None = None, pad_token_id: int = 0, seed: int | None = None,
-             max_positions: int | None = None, length_penalty: float = 1.0) -> list[list[int]]:
+             max_positions: int | None = None, length_penalty: float = 1.0,
+             min_new_tokens: int = 0) -> list[list[int]]:
     """The new tokens of each prompt (prompts are lists of token ids), eos included when reached.
 
     greedy: the most likely token; sample: a draw from the distribution after temperature, top_k
     (0 = off) and top_p (1.0 = off), reproducible with `seed`; beam: beam search with `num_beams`,
     returning the beam with the best log-probability / length**length_penalty (as HF does).
+    min_new_tokens: eos cannot be chosen before that many new tokens (HF's min_new_tokens).
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
@@ -48,6 +50,8 @@ def generate(model, prompts: list[list[int]], max_new_tokens: int, strategy: str
     n_rows = len(prompts) * (num_beams if strategy == "beam" else 1)
     step = _compiled_step(model)
     next_logits = lambda rows: _next_token_logits(step, rows, n_rows, window, pad_token_id)  # noqa: E731
+    if min_new_tokens > 0 and eos_token_id is not None:
+        next_logits = _eos_barred(next_logits, min_new_tokens, eos_token_id)
 
     was_training = model.training
     model.set_train(False)  # no dropout while decoding
@@ -98,6 +102,25 @@ def _next_token_logits(step, rows: list[list[int]], n_rows: int, window: int, pa
         position_ids[i, width - len(row):] = np.arange(len(row))
     logits = step(ms.Tensor(input_ids), ms.Tensor(attention_mask), ms.Tensor(position_ids))
     return logits.asnumpy()[:len(rows), 0, :].astype(np.float64)
+
+
+def _eos_barred(next_logits, min_new_tokens: int, eos_token_id: int):
+    """next_logits with eos at -inf on the first min_new_tokens calls.
+
+    Both decoders call next_logits once per step with every growing sequence, all of which have as
+    many new tokens as there were calls before: the call count is each row's length.
+    """
+    calls = 0
+
+    def barred(rows):
+        nonlocal calls
+        logits = next_logits(rows)
+        if calls < min_new_tokens:
+            logits[:, eos_token_id] = -np.inf
+        calls += 1
+        return logits
+
+    return barred
 
 
 def _decode(next_logits, prompts, max_new_tokens, choose, eos_token_id) -> list[list[int]]:

@@ -157,3 +157,11 @@ def test_own_files_with_named_labels_and_ragged_choices(tmp_path):
     mask = arrays["train"]["attention_mask"]
     assert mask.shape[1] == 3 and not mask[0, 2].any() and mask[1, 2].any()  # a 2-choice question's third row is empty
     assert tokens(tokenizer, arrays["train"], 1, 2)[-3:] == [DELIM, "maybe", EXTRACT]
+
+
+def test_a_wrong_field_name_fails_before_a_tokenizer_is_trained():
+    cfg = compose(["task=similarity", "data.text_b_field=sentence2", "data.max_train_samples=8", "data.max_eval_samples=4"])
+    task = instantiate(cfg.task, _convert_="all")
+    records = load_records(cfg.data, CACHE)
+    with pytest.raises(ConfigError, match=r"data.text_b_field='sentence2'.*text_a.*Fix: data.text_b_field="):
+        task.corpus_texts(records)

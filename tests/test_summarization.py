@@ -167,6 +167,26 @@ def test_the_network_loss_is_the_masked_next_token_loss(samples, tokenizer):
         assert 8 < float(loss.asnumpy()) < 12  # about ln(21128) = 9.96 for random weights
 
 
+@pytest.mark.parametrize("strategy", ["greedy", "beam", "sample"])
+def test_min_new_tokens_bars_an_early_stop(strategy):
+    """A weak model's likeliest first token is often [SEP] (in every target); min_new_tokens bars it."""
+    import mindspore as ms
+
+    from gpt_exp.generate import generate
+    from gpt_exp.model import GPT, GPTConfig
+
+    ms.set_seed(0)
+    model = GPT(GPTConfig("gpt2", vocab_size=50, n_positions=32, n_embd=16, n_layer=1, n_head=2, dropout=0.0))
+    prompts = [[3, 4, 5], [7, 8]]
+    options = dict(strategy=strategy, num_beams=3, seed=0)
+    first = generate(model, prompts, 1, **options)
+    eos = first[0][0]  # make the first choice the stop token: unconstrained greedy decoding ends at once
+    if strategy == "greedy":
+        assert generate(model, prompts, 6, eos_token_id=eos, **options)[0] == [eos]
+    for tokens in generate(model, prompts, 6, eos_token_id=eos, min_new_tokens=3, **options):
+        assert eos not in tokens[:3] and len(tokens) >= 3
+
+
 # --------------------------------------------------------------------------- training and zero-shot
 
 TINY_SUMMARIZATION = [

@@ -204,6 +204,7 @@ class FinetuneTask(Task):
         return self.fields[key]
 
     def corpus_texts(self, records):
+        self._check_fields(records)  # before a tokenizer is trained on them, not after
         return (text for record in records["train"] for text in self.texts(record) if text)
 
     def prepare_tokenizer(self, tokenizer) -> None:

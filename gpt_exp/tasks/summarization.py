@@ -150,7 +150,8 @@ class SummarizationTask(Task):
             log.info("summarization ignores task options meant for other tasks: %s", ", ".join(sorted(ignored)))
         self.bos, self.prompt, self.separator = bool(bos), prompt or "", bool(separator)
         self.loss_on = loss_on
-        self.generation = {"strategy": "greedy", "max_new_tokens": 32, "num_beams": 4, "length_penalty": 1.0,
+        self.generation = {"strategy": "greedy", "max_new_tokens": 32, "min_new_tokens": 0, "num_beams": 4,
+                           "length_penalty": 1.0,
                            "temperature": 1.0, "top_k": 0, "top_p": 1.0, "seed": 0, "batch_size": 16,
                            **(generation or {})}
         self.val_rouge_samples, self.test_rouge_samples = val_rouge_samples, test_rouge_samples
@@ -169,6 +170,7 @@ class SummarizationTask(Task):
         if g["strategy"] not in STRATEGIES:
             raise ConfigError(f"task.generation.strategy={g['strategy']!r}: use one of {', '.join(STRATEGIES)}.")
         checks = [("max_new_tokens", g["max_new_tokens"] >= 1, "at least 1"),
+                  ("min_new_tokens", 0 <= g["min_new_tokens"] <= g["max_new_tokens"], "in [0, max_new_tokens]"),
                   ("batch_size", g["batch_size"] >= 1, "at least 1"),
                   ("num_beams", g["num_beams"] >= 1, "at least 1"),
                   ("temperature", g["temperature"] > 0, "above 0 (for argmax decoding use strategy=greedy)"),
@@ -287,7 +289,8 @@ class SummarizationTask(Task):
                                num_beams=g["num_beams"], temperature=g["temperature"], top_k=g["top_k"],
                                top_p=g["top_p"], eos_token_id=self.template.eos, pad_token_id=self.template.pad,
                                seed=None if g["seed"] is None else g["seed"] + start,
-                               max_positions=self.max_seq_len, length_penalty=g["length_penalty"])
+                               max_positions=self.max_seq_len, length_penalty=g["length_penalty"],
+                               min_new_tokens=g["min_new_tokens"])
             texts += [self.decode(ids) for ids in outputs[:len(chunk)]]
         return texts
 

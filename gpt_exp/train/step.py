@@ -9,10 +9,17 @@ import mindspore
 from mindspore import amp, nn, ops
 
 
+def _sum_of_squares(g):
+    g = g if g.dtype == mindspore.float32 else g.astype(mindspore.float32)  # no cast kernel for float32
+    # the last axis first: MindSpore 2.10's CPU ReduceSum over a whole matrix was 2.5-4x slower than over
+    # rows and then the row sums (0.56 s vs 0.13 s for GPT-2's [50257, 768] embedding gradient)
+    squares = ops.square(g)
+    return squares.sum(-1).sum() if g.ndim > 1 else squares.sum()
+
+
 def global_norm(grads):
-    """The L2 norm of all gradients together, summed in float32 (no cast kernel for float32 gradients)."""
-    return ops.sqrt(sum([ops.sum(ops.square(g if g.dtype == mindspore.float32 else g.astype(mindspore.float32)))
-                         for g in grads]))
+    """The L2 norm of all gradients together, summed in float32."""
+    return ops.sqrt(sum([_sum_of_squares(g) for g in grads]))
 
 
 def make_train_step(network: nn.Cell, optimizer: nn.Optimizer, loss_scaler, accum_steps: int,
