@@ -289,12 +289,12 @@ def print_table(results: list[dict], args) -> None:
     print(f"\nbatch {args.batch_size} x {args.seq_len} tokens, {args.threads} threads, MFU against "
           f"{args.peak_gflops:.0f} GFLOP/s (fp32 peak of {args.threads} cores); median of {args.repeats} x "
           f"{args.steps} steps taken in turns\n")
-    print("| model | side | precision | tokens/s | ms/step | MFU | peak RSS | data | first step | load avg |")
+    print("| model | side | precision | tokens/s | ms/step | MFU | peak RSS | data | first step | load (1 min) |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---|")
     for r in results:
         print(f"| {r['model']} | {r['side']} | {r['setup']} | {r['tokens_per_s']:,.0f} | {r['ms_per_step']:,.0f} | "
               f"{100 * r['mfu']:.1f}% | {r['peak_rss_mb'] / 1024:.1f} GB | {100 * r['data_share']:.2f}% | "
-              f"{r['first_step_s']:.1f} s | {r['load'][0]} -> {r['load'][-1]} |")
+              f"{r['first_step_s']:.1f} s | {r['load'][0].split()[0]} -> {r['load'][-1].split()[0]} |")
     print()
     for model in dict.fromkeys(r["model"] for r in results):
         rows = {(r["side"], r["precision"]): r for r in results if r["model"] == model}

@@ -113,7 +113,7 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     values = [v for v in values if v is not None and math.isfinite(v)]
     if not values:
         return math.nan, math.nan
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan  # one seed: no spread
 
 
 def table(rows: list[dict]) -> str:
@@ -133,7 +133,8 @@ def table(rows: list[dict]) -> str:
                 second = TASKS[task][2][1]
                 m2, _ = _mean_std([r.get(f"test/{second}") for r in found])
                 extra = f" <sub>{second.replace('_', '-')} {100 * m2:.1f}</sub>" if math.isfinite(m2) else ""
-            cells.append(f"{100 * mean:.1f} ± {100 * std:.1f}{extra}" if math.isfinite(mean) else "–")
+            spread = f" ± {100 * std:.1f}" if math.isfinite(std) else ""
+            cells.append(f"{100 * mean:.1f}{spread}{extra}" if math.isfinite(mean) else "–")
             means.append(mean)
         average = statistics.fmean(means) if means and all(math.isfinite(m) for m in means) else math.nan
         lambdas = sorted({r["lm_coef"] for r in rows if r["pretrained"] == pretrained and r["aux_lm"] == aux})
@@ -166,7 +167,7 @@ def plot(rows: list[dict], path: Path) -> Path | None:
             x = t + (a - (len(ARMS) - 1) / 2) * width
             mean, std = _mean_std(values)
             name = label.format(lam="/".join(sorted({f"{r['lm_coef']:g}" for r in rows if r["aux_lm"]})) or "?")
-            ax.bar(x, mean, width, yerr=std, color=f"C{a}", label=name if t == 0 else None, capsize=3, alpha=0.85)
+            ax.bar(x, mean, width, yerr=std if math.isfinite(std) else None, color=f"C{a}", label=name if t == 0 else None, capsize=3, alpha=0.85)
             ax.scatter([x] * len(values), values, color="k", s=8, zorder=3)
     ax.set_xticks(range(len(tasks)), [TASKS[t][3] for t in tasks])
     ax.set_ylabel("test metric x 100")

@@ -151,9 +151,8 @@ class SummarizationTask(Task):
         self.bos, self.prompt, self.separator = bool(bos), prompt or "", bool(separator)
         self.loss_on = loss_on
         self.generation = {"strategy": "greedy", "max_new_tokens": 32, "min_new_tokens": 0, "num_beams": 4,
-                           "length_penalty": 1.0,
-                           "temperature": 1.0, "top_k": 0, "top_p": 1.0, "seed": 0, "batch_size": 16,
-                           **(generation or {})}
+                           "length_penalty": 1.0, "temperature": 1.0, "top_k": 0, "top_p": 1.0, "seed": 0,
+                           "batch_size": 16, **(generation or {})}
         self.val_rouge_samples, self.test_rouge_samples = val_rouge_samples, test_rouge_samples
         self.table_rows = table_rows
         self._check()
@@ -223,9 +222,9 @@ class SummarizationTask(Task):
         if self.rouge_tokens not in TOKEN_UNITS:
             raise ConfigError(f"data.rouge_tokens={self.rouge_tokens!r}: char (Chinese) or word (English).")
         template = self.template
-        article_budget = self.max_seq_len - template.fixed_len
+        text_budget = self.max_seq_len - template.fixed_len
         generation_budget = self.max_seq_len - (template.fixed_len - 1) - self.generation["max_new_tokens"]
-        if article_budget < 1 or generation_budget < 1:
+        if text_budget < 1 or generation_budget < 1:
             raise ConfigError(
                 f"task.max_seq_len={self.max_seq_len} leaves no room for the article after the template "
                 f"({template.fixed_len} tokens with the prompt {self.prompt!r}) and "
@@ -247,7 +246,7 @@ class SummarizationTask(Task):
             prompts = [template.prefix(truncate(a, generation_budget, strategy, fraction)) for a in article_ids]
             arrays = {"input_ids": np.stack([e[0] for e in encoded]), "loss_mask": np.stack([e[1] for e in encoded])}
             splits[split] = SplitArrays(arrays, split, prompts, articles, references)
-            cut = sum(len(a) + len(s) > article_budget for a, s in zip(article_ids, summary_ids))
+            cut = sum(len(a) + len(s) > text_budget for a, s in zip(article_ids, summary_ids))
             log.info("%s: %d pairs, %d (%.0f%%) truncated to task.max_seq_len=%d", split, len(pairs), cut,
                      100 * cut / len(pairs), self.max_seq_len)
         width = max(target_positions(arrays["loss_mask"]).shape[1] for arrays in splits.values())
