@@ -139,6 +139,7 @@ def test_decoding_gives_back_the_headline_text(tokenizer):
     for reference in plain:
         assert task.decode(tokenizer.encode(reference) + [SEP]) == reference.lower()
     assert task.decode(tokenizer.encode("“垃圾猪”成灾") + [SEP]) == "垃圾猪成灾"  # [UNK] is never shown
+    assert task.decode([tokenizer.backend.token_to_id("##3000")] + tokenizer.encode("年")) == "3000年"
 
 
 def test_the_network_loss_is_the_masked_next_token_loss(samples, tokenizer):

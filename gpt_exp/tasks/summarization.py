@@ -297,6 +297,8 @@ class SummarizationTask(Task):
         if ids and ids[-1] == self.template.eos:
             ids = ids[:-1]
         text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        if ids and (self.tokenizer.backend.id_to_token(ids[0]) or "").startswith("##"):
+            text = text.removeprefix("##")  # WordPiece keeps the marker of a continuation piece that comes first
         if self.tokenizer.has_role("unk"):  # WordPiece's [UNK] is an ordinary vocabulary entry: never shown
             text = text.replace(self.tokenizer.special_tokens["unk"], " ")
         return _SPACE_NEAR_WIDE.sub("", text).strip()
