@@ -215,6 +215,8 @@ class Worker:
     def __init__(self, name: str, python: str, args, extra: list[str]):
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads),
                "GLOG_v": "3", "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        if args.omp_wait_policy != "default":
+            env["OMP_WAIT_POLICY"] = args.omp_wait_policy
         command = [python, __file__, "--worker", name, "--model", args.model_now, "--precision", args.precision_now,
                    "--batch-size", str(args.batch_size), "--seq-len", str(args.seq_len), "--threads", str(args.threads),
                    "--warmup", str(args.warmup), *extra]
@@ -327,6 +329,10 @@ def main() -> None:
     parser.add_argument("--no-torch", action="store_true", help="time gpt_exp alone")
     parser.add_argument("--profile", default=None, help="also profile two gpt_exp steps with MindSpore's profiler here")
     parser.add_argument("--jit-level", default=None, help="mindspore.set_context(jit_config={'jit_level': ...})")
+    parser.add_argument("--omp-wait-policy", default="PASSIVE", choices=["PASSIVE", "ACTIVE", "default"],
+                        help="OMP_WAIT_POLICY of both workers. PASSIVE (default): on a shared machine PyTorch's "
+                             "spinning OpenMP threads lost 3-5x per step (gpt2-tiny: ~5 s vs ~1.6 s at load 9); "
+                             "MindSpore's own thread pool does not use OpenMP")
     parser.add_argument("--json", default=None, help="write the results here too")
     parser.add_argument("--log-dir", default=None, help="the workers' logs (default: a temporary directory)")
     parser.add_argument("--worker", choices=["mindspore", "torch", "gpt_exp", "pytorch"], help=argparse.SUPPRESS)
@@ -347,7 +353,8 @@ def main() -> None:
     if not args.no_torch and not python_for_torch:
         sys.exit("no Python with torch and transformers found: pip install -e '.[bench]', give --torch-python, "
                  "or run with --no-torch")
-    print(f"load average {load_average()}; PyTorch side: {python_for_torch or 'none'}; worker logs in {args.log_dir}")
+    print(f"load average {load_average()}; PyTorch side: {python_for_torch or 'none'}; OMP_WAIT_POLICY "
+          f"{args.omp_wait_policy}; worker logs in {args.log_dir}")
     results = []
     for model in args.models:
         for precision in args.precisions:
