@@ -144,6 +144,26 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def lm_table(rows: list[dict]) -> str:
+    """Markdown: the test LM loss (nats per token of the task's own text) per arm and task, mean +- std.
+
+    It shows what the auxiliary objective does to the language model inside the fine-tuned network:
+    kept (or learned) with lambda > 0, drifting away without.
+    """
+    tasks = [t for t in TASKS if any(r["task"] == t for r in rows)]
+    lines = ["| setting | " + " | ".join(TASKS[t][3].split(" (")[0] for t in tasks) + " |", "|" + "---|" * (len(tasks) + 1)]
+    for (pretrained, aux), label in ARMS:
+        lambdas = sorted({r["lm_coef"] for r in rows if r["pretrained"] == pretrained and r["aux_lm"] == aux})
+        cells = []
+        for task in tasks:
+            mean, std = _mean_std([r.get("test/lm_loss") for r in rows
+                                   if r["task"] == task and r["pretrained"] == pretrained and r["aux_lm"] == aux])
+            spread = f" ± {std:.2f}" if math.isfinite(std) else ""
+            cells.append(f"{mean:.2f}{spread}" if math.isfinite(mean) else "–")
+        lines.append("| " + " | ".join([label.format(lam="/".join(f"{v:g}" for v in lambdas) or "?"), *cells]) + " |")
+    return "\n".join(lines)
+
+
 def plot(rows: list[dict], path: Path) -> Path | None:
     """Grouped bars: one group per task, one bar per arm (mean), whiskers = std, dots = seeds."""
     import matplotlib
@@ -202,7 +222,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     out = args.out or args.paths[0]
     out.mkdir(parents=True, exist_ok=True)
-    text = table(rows)
+    text = (f"Test metrics x 100, mean ± std over seeds ({len(rows)} runs):\n\n{table(rows)}\n\n"
+            f"Test LM loss on each task's text (nats per token; a model that knows nothing scores "
+            f"ln(vocabulary size)):\n\n{lm_table(rows)}")
     (out / "ablation.md").write_text(text + "\n")
     (out / "ablation.json").write_text(json.dumps(rows, indent=2))
     png = plot(rows, out / "ablation.png")

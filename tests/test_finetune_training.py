@@ -168,9 +168,10 @@ def test_the_ablation_table_averages_seeds(tmp_path):
     (tmp_path / "crashed" / "summary.json").write_text(json.dumps({"status": "failed"}))
 
     assert ablation.main(["table", str(tmp_path)]) == 0
-    text = (tmp_path / "ablation.md").read_text()
-    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines()}
+    metrics_table, lm_table = (tmp_path / "ablation.md").read_text().split("Test LM loss")
+    rows = {line.split(" | ")[0].strip("| "): line for line in metrics_table.splitlines()}
     assert "72.0 ± 2.8" in rows["pre-trained, aux LM (λ=0.5) [GPT-1]"]   # mean and sample std of .70, .74
     assert "53.0 ± 4.2" in rows["from scratch, aux LM (λ=0.5)"]
     assert "35.0 ± 7.1" in rows["pre-trained, no aux LM (λ=0)"]
+    assert "| movie reviews | STS-B |" in lm_table
     assert (tmp_path / "ablation.png").stat().st_size > 5_000
