@@ -28,13 +28,14 @@ def generate(model, prompts: list[list[int]], max_new_tokens: int, strategy: str
              num_beams: int = 4, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
              eos_token_id: int | None = None, pad_token_id: int = 0, seed: int | None = None,
              max_positions: int | None = None, length_penalty: float = 1.0,
-             min_new_tokens: int = 0) -> list[list[int]]:
+             min_new_tokens: int = 0, suppress_token_ids: tuple[int, ...] = ()) -> list[list[int]]:
     """The new tokens of each prompt (prompts are lists of token ids), eos included when reached.
 
     greedy: the most likely token; sample: a draw from the distribution after temperature, top_k
     (0 = off) and top_p (1.0 = off), reproducible with `seed`; beam: beam search with `num_beams`,
     returning the beam with the best log-probability / length**length_penalty (as HF does).
     min_new_tokens: eos cannot be chosen before that many new tokens (HF's min_new_tokens).
+    suppress_token_ids: tokens never chosen, e.g. [UNK] and [PAD] (HF's suppress_tokens).
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
@@ -52,6 +53,8 @@ def generate(model, prompts: list[list[int]], max_new_tokens: int, strategy: str
     next_logits = lambda rows: _next_token_logits(step, rows, n_rows, window, pad_token_id)  # noqa: E731
     if min_new_tokens > 0 and eos_token_id is not None:
         next_logits = _eos_barred(next_logits, min_new_tokens, eos_token_id)
+    if suppress_token_ids:
+        next_logits = _suppressed(next_logits, list(suppress_token_ids))
 
     was_training = model.training
     model.set_train(False)  # no dropout while decoding
@@ -121,6 +124,15 @@ def _eos_barred(next_logits, min_new_tokens: int, eos_token_id: int):
         return logits
 
     return barred
+
+
+def _suppressed(next_logits, token_ids: list[int]):
+    def suppressed(rows):
+        logits = next_logits(rows)
+        logits[:, token_ids] = -np.inf
+        return logits
+
+    return suppressed
 
 
 def _decode(next_logits, prompts, max_new_tokens, choose, eos_token_id) -> list[list[int]]:

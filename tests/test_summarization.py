@@ -186,6 +186,19 @@ def test_min_new_tokens_bars_an_early_stop(strategy):
         assert generate(model, prompts, 6, eos_token_id=eos, **options)[0] == [eos]
     for tokens in generate(model, prompts, 6, eos_token_id=eos, min_new_tokens=3, **options):
         assert eos not in tokens[:3] and len(tokens) >= 3
+    # a suppressed token is never chosen: the task bars [UNK], [PAD] and [CLS]
+    banned = {t for row in generate(model, prompts, 6, **options) for t in row}
+    for tokens in generate(model, prompts, 6, suppress_token_ids=tuple(banned), **options):
+        assert len(tokens) == 6 and not banned & set(tokens)
+
+
+def test_the_task_suppresses_tokens_no_summary_contains(samples, tokenizer):
+    _, task = build(samples["short"][0], tokenizer, [])
+    assert task._suppressed() == (PAD, 100, CLS)  # [PAD], [UNK], [CLS]; never [SEP], the stop token
+    _, task = build(samples["short"][0], tokenizer, ["task.generation.suppress_special=false"])
+    assert task._suppressed() == ()
+    _, task = build({"article": "A long text.", "summarization": "Short."}, gpt2_bpe(cache_dir()), ["tokenizer=gpt2_bpe"])
+    assert task._suppressed() == ()  # GPT-2's <|endoftext|> is bos, pad and eos at once: it must stay
 
 
 # --------------------------------------------------------------------------- training and zero-shot

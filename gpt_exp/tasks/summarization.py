@@ -152,7 +152,7 @@ class SummarizationTask(Task):
         self.loss_on = loss_on
         self.generation = {"strategy": "greedy", "max_new_tokens": 32, "min_new_tokens": 0, "num_beams": 4,
                            "length_penalty": 1.0, "temperature": 1.0, "top_k": 0, "top_p": 1.0, "seed": 0,
-                           "batch_size": 16, **(generation or {})}
+                           "batch_size": 16, "suppress_special": True, **(generation or {})}
         self.val_rouge_samples, self.test_rouge_samples = val_rouge_samples, test_rouge_samples
         self.table_rows = table_rows
         self._check()
@@ -289,9 +289,17 @@ class SummarizationTask(Task):
                                top_p=g["top_p"], eos_token_id=self.template.eos, pad_token_id=self.template.pad,
                                seed=None if g["seed"] is None else g["seed"] + start,
                                max_positions=self.max_seq_len, length_penalty=g["length_penalty"],
-                               min_new_tokens=g["min_new_tokens"])
+                               min_new_tokens=g["min_new_tokens"], suppress_token_ids=self._suppressed())
             texts += [self.decode(ids) for ids in outputs[:len(chunk)]]
         return texts
+
+    def _suppressed(self) -> tuple[int, ...]:
+        """[UNK], [PAD], [CLS]: never part of a summary. [UNK] matters most: bert-base-chinese has no “ ” —,
+        so [UNK] is a frequent target, and a weak model, greedy or beam, can emit nothing else."""
+        if not self.generation["suppress_special"]:
+            return ()
+        ids = {self.tokenizer.token_id(role) for role in ("unk", "pad", "bos") if self.tokenizer.has_role(role)}
+        return tuple(sorted(ids - {self.template.eos, self.template.sep}))
 
     def decode(self, ids: list[int]) -> str:
         if ids and ids[-1] == self.template.eos:
