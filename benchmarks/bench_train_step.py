@@ -248,7 +248,7 @@ def torch_python(args) -> str | None:
     for python in filter(None, candidates):
         probe = subprocess.run([python, "-c", "import torch, transformers"], capture_output=True)
         if probe.returncode == 0:
-            return python
+            return os.path.abspath(python)  # absolute: the workers run in --log-dir (not resolve(): a venv's python is a symlink)
     return None
 
 
