@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+from gpt_exp.tasks.lm import continuation
 from gpt_exp.tokenizers import TextTokenizer, bert_chinese, corpus_bpe, gpt2_bpe
 
 CACHE = os.environ["GPT_EXP_CACHE"]
@@ -32,6 +33,11 @@ def test_corpus_bpe_is_gpt1_style_and_cached(tmp_path):
     assert tok.decode(tok.encode("the lazy dog")) == "the lazy dog"  # lower-cased, like GPT-1
     again = corpus_bpe(cache_dir=tmp_path, corpus=lambda: iter(()), corpus_id="t", vocab_size=300, min_frequency=1)
     assert again.encode("quick brown fox") == tok.encode("quick brown fox")  # loaded, not retrained on nothing
+    # a generated continuation reads as the words after the prompt, with the space between them
+    assert tok.decode(tok.encode("the")) + tok.decode(tok.encode("lazy dog")) == "thelazy dog"
+    assert continuation(tok, tok.encode("the"), tok.encode("lazy dog")) == " lazy dog"
+    gpt2 = gpt2_bpe(cache_dir=CACHE)
+    assert continuation(gpt2, gpt2.encode("To be,"), gpt2.encode(" or not")) == " or not"
 
 
 def test_added_special_tokens_extend_the_vocabulary_and_survive_saving(tmp_path):

@@ -94,6 +94,13 @@ class LanguageModelingTask(Task):
         completions = generate(model, prompts, max_new_tokens=self.sample_max_new_tokens, strategy="sample",
                                temperature=self.sample_temperature, top_k=self.sample_top_k,
                                eos_token_id=tokenizer.eos_id, pad_token_id=tokenizer.pad_id, seed=0)
-        rows = [[p, tokenizer.decode(c)] for p, c in zip(self.sample_prompts, completions)]
+        rows = [[text, continuation(tokenizer, ids, new)] for text, ids, new in zip(self.sample_prompts, prompts, completions)]
         tracker.log_table("samples", ["prompt", "completion"], rows, step=step)
         return {"samples": rows}
+
+
+def continuation(tokenizer, prompt_ids: list[int], new_ids: list[int]) -> str:
+    """The new tokens' text as it follows the prompt. Decoded together with the prompt, because a word-level
+    BPE (corpus_bpe's `</w>`) puts the space between words only when it sees both of them."""
+    prompt_text, whole = tokenizer.decode(prompt_ids), tokenizer.decode(list(prompt_ids) + list(new_ids))
+    return whole[len(prompt_text):] if whole.startswith(prompt_text) else tokenizer.decode(new_ids)
