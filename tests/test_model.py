@@ -229,7 +229,8 @@ def test_jit_forward_equals_pynative(arch):
 def test_loss_falls_in_a_jit_train_step(arch):
     model = tiny_gpt(arch, dropout=0.1)
     model.set_train(True)
-    optimizer = nn.AdamWeightDecay(model.trainable_params(), learning_rate=1e-2)
+    # 3e-3: at 1e-2 the loss of this 2 x 8-token batch jumps about (4.6 -> 2.4 -> 5.1 -> ... 4.0) and the test was flaky
+    optimizer = nn.AdamWeightDecay(model.trainable_params(), learning_rate=3e-3)
     ids = ms.Tensor(INPUT_IDS, ms.int32)
 
     def loss_fn(batch):
@@ -245,7 +246,7 @@ def test_loss_falls_in_a_jit_train_step(arch):
         return loss
 
     losses = [float(train_step(ids).asnumpy()) for _ in range(15)]
-    assert losses[-1] < 0.5 * losses[0], losses
+    assert losses[-1] < 0.3 * losses[0], losses  # memorised: ~4.6 -> ~0.2 for seeds 0-3
 
 
 @pytest.mark.parametrize("level", ["O2", "auto"])  # O1 works too, but its rewrite costs ~10 s
