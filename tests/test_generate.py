@@ -124,3 +124,50 @@ def test_rejects_bad_arguments(model):
         generate(model, PROMPTS, 2, strategy="nucleus")
     with pytest.raises(ValueError, match="at least one token"):
         generate(model, [[]], 2)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "gpt1"])
+def test_cached_prefill_and_extend_give_the_full_forward_logits(models, arch):
+    """The key/value cache computes the same next-token logits as the whole forward pass, step by step."""
+    from gpt_exp.generate import _CachedLogits
+
+    model = models[arch]
+    model.set_train(False)
+    cached = _CachedLogits(model, n_rows=len(PROMPTS), max_new_tokens=4, window=24, pad_token_id=0)
+    rows = [list(p) for p in PROMPTS]
+    rng = np.random.RandomState(0)
+    for _ in range(4):
+        logits = cached(rows)
+        for row, row_logits in zip(rows, logits):
+            full = model.lm_logits(model(ms.Tensor([row], ms.int32))).asnumpy()[0, -1]
+            np.testing.assert_allclose(row_logits, full, rtol=1e-4, atol=1e-4)
+        rows = [row + [int(rng.randint(100))] for row in rows]
+
+
+@pytest.mark.parametrize("arch,strategy", [("gpt2", "greedy"), ("gpt1", "greedy"), ("gpt2", "beam"),
+                                           ("gpt1", "beam"), ("gpt2", "sample")])
+def test_cached_decoding_chooses_the_same_tokens_as_uncached(models, arch, strategy):
+    model = models[arch]
+    kwargs = dict(strategy=strategy, num_beams=3, temperature=1.3, top_k=20, seed=3)
+    assert generate(model, PROMPTS, 7, use_cache=True, **kwargs) == \
+        generate(model, PROMPTS, 7, use_cache=False, **kwargs)
+
+
+def test_cached_decoding_stops_at_eos_and_respects_min_new_tokens(model):
+    free = generate(model, PROMPTS, 6, use_cache=False)
+    eos = free[0][1]
+    for min_new in (0, 3):
+        assert generate(model, PROMPTS, 6, eos_token_id=eos, min_new_tokens=min_new, use_cache=True) == \
+            generate(model, PROMPTS, 6, eos_token_id=eos, min_new_tokens=min_new, use_cache=False)
+
+
+def test_top_tokens_equals_a_stable_full_sort_ties_included():
+    from gpt_exp.generate import _top_tokens
+
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        n = int(rng.integers(1, 40))
+        row = rng.integers(0, 4, n).astype(float)  # many ties
+        row[rng.random(n) < 0.3] = -np.inf  # suppressed tokens
+        k = int(rng.integers(1, 8))
+        assert list(_top_tokens(row, k)) == list(np.argsort(-row, kind="stable")[:k])
