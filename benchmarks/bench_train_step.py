@@ -69,7 +69,8 @@ def mindspore_worker(args) -> None:
 
     from gpt_exp import device as devices
     from gpt_exp.model.build import build_model
-    from gpt_exp.precision import apply_precision, check_precision, make_loss_scaler, setup_precision
+    from gpt_exp.precision import (apply_precision, check_precision, choose_cpu_products, make_loss_scaler,
+                                   setup_precision)
     from gpt_exp.tasks.lm import CausalLMNetwork
     from gpt_exp.train.batches import BatchIterator
     from gpt_exp.train.optim import build_optimizer
@@ -88,7 +89,9 @@ def mindspore_worker(args) -> None:
         mindspore.set_context(jit_config={"jit_level": args.jit_level})
 
     mindspore.set_seed(0)
-    network = apply_precision(CausalLMNetwork(build_model(cfg.model, VOCAB)), cfg.precision)
+    model = build_model(cfg.model, VOCAB)
+    choose_cpu_products(model, cfg.precision, "CPU")  # as the runner does
+    network = apply_precision(CausalLMNetwork(model), cfg.precision)
     network.set_train(True)
     optimizer, _ = build_optimizer(network, cfg.optimizer, cfg.scheduler, 100_000)
     step = make_train_step(network, optimizer, make_loss_scaler(cfg.precision), 1, cfg.trainer.max_grad_norm,

@@ -25,7 +25,8 @@ from gpt_exp.distributed import SilentTracker
 from gpt_exp.errors import ConfigError
 from gpt_exp.model.build import build_model, check_model_config, init_folder
 from gpt_exp.plots import plot_curves
-from gpt_exp.precision import apply_precision, check_precision, make_loss_scaler, setup_precision
+from gpt_exp.precision import (apply_precision, check_precision, choose_cpu_products, make_loss_scaler,
+                               setup_precision)
 from gpt_exp.tokenizers import TextTokenizer
 from gpt_exp.tracking import RunTracker, read_metrics
 from gpt_exp.train import checkpoint
@@ -84,6 +85,7 @@ def train(cfg: DictConfig, run_dir: Path, run_name: str, group: str | None = Non
 
     # model, optimizer and the compiled steps
     model = build_model(cfg.model, tokenizer.vocab_size)
+    choose_cpu_products(model, cfg.precision, target)
     network = apply_precision(task.build_network(model), cfg.precision)
     trainer = cfg.trainer
     batches = BatchIterator(splits["train"], trainer.batch_size, trainer.grad_accum_steps, cfg.seed)

@@ -164,3 +164,49 @@ def test_every_precision_option_is_valid_where_it_is_meant_to_run():
     else:
         with pytest.raises(ConfigError, match="avx512_bf16"):
             check_precision(compose(["precision=bf16_matmul"]).precision, "CPU")
+
+
+def _set_transposed(model, on: bool):
+    from gpt_exp.model.gpt import Conv1D
+
+    for _, cell in model.cells_and_names():
+        if isinstance(cell, Conv1D):
+            cell.transposed_product = on
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "gpt1"])
+def test_transposed_products_give_the_same_logits_and_gradients(arch):
+    """Conv1D's transposed_product (the fast fp32 form on a CPU) is the same function with the same gradients."""
+    from gpt_exp.model import GPT, GPTConfig
+
+    ms.set_seed(0)
+    model = GPT(GPTConfig(arch, vocab_size=120, n_positions=16, n_embd=32, n_layer=2, n_head=4, dropout=0.0))
+    model.set_train(False)
+    ids = ms.Tensor(np.random.default_rng(0).integers(0, 120, (2, 12)).astype(np.int32))
+
+    def loss_fn(ids):
+        return model.lm_logits(model(ids)).astype(ms.float32).square().mean()
+
+    results = {}
+    for on in (False, True):
+        _set_transposed(model, on)
+        grad_fn = ms.jit(ms.value_and_grad(loss_fn, None, model.trainable_params()))  # a fresh graph per form
+        loss, grads = grad_fn(ids)
+        results[on] = (model.lm_logits(model(ids)).asnumpy(), float(loss.asnumpy()), [g.asnumpy() for g in grads])
+    np.testing.assert_allclose(results[True][0], results[False][0], rtol=1e-5, atol=1e-5)
+    assert results[True][1] == pytest.approx(results[False][1], rel=1e-6)
+    for g_on, g_off in zip(results[True][2], results[False][2]):
+        np.testing.assert_allclose(g_on, g_off, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("precision,target,expected", [("fp32", "CPU", 2), ("bf16_matmul", "CPU", 0),
+                                                       ("fp16", "CPU", 0), ("fp32", "GPU", 0)])
+def test_only_the_mlp_widening_layers_use_transposed_products_in_cpu_fp32(precision, target, expected):
+    from gpt_exp.model.build import build_model
+    from gpt_exp.precision import choose_cpu_products
+
+    cfg = compose(TINY + [f"precision={precision}"])  # 2 layers
+    model = build_model(cfg.model, 1024)
+    assert choose_cpu_products(model, cfg.precision, target) == expected
+    switched = sorted(name for name, cell in model.cells_and_names() if getattr(cell, "transposed_product", False))
+    assert switched == (["transformer.h.0.mlp.c_fc", "transformer.h.1.mlp.c_fc"] if expected else [])
