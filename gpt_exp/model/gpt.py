@@ -82,14 +82,35 @@ class LayerNorm(nn.Cell):
         return y.astype(x.dtype)
 
 
+class ProductWithTransposedWeight(nn.Cell):
+    """x @ w for w stored [in, out], computed as x @ (w^T)^T, with a backward that keeps no transposed copy.
+
+    Every product here has its right operand stored [N, K] (oneDNN's fast form on a CPU, see Conv1D):
+    forward x @ (w^T)^T, input gradient dy @ w^T, weight gradient (dy^T @ x)^T. Written by hand because
+    autodiff would keep each layer's w^T alive until the backward pass (+0.6 GB on GPT-2 small).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.matmul_nt = ops.MatMul(transpose_b=True)
+        self.matmul_tn = ops.MatMul(transpose_a=True)
+
+    def construct(self, x, w):
+        return self.matmul_nt(x, w.transpose(1, 0))
+
+    def bprop(self, x, w, out, dout):
+        return self.matmul_nt(dout, w), self.matmul_tn(dout, x).transpose(1, 0)
+
+
 class Conv1D(nn.Cell):
     """HF's Conv1D: a dense layer that stores its weight as [in, out].
 
-    `transposed_product` computes the same x @ W as x @ (W^T)^T. MindSpore 2.10's CPU MatMul (oneDNN's
-    brg_matmul on plain layouts) runs a product whose right operand is a row-major [K, 3072] at about half
-    the speed of the same product with that operand stored [3072, K]; that hits the MLP's widening c_fc
-    twice a step (forward, and its weight gradient). precision.choose_cpu_products turns this on where it
-    was measured to pay (fp32 on a CPU: GPT-2 small's step 5.6% faster; with bf16 products 16% slower).
+    `transposed_product` computes the same x @ W with W's transpose as the stored operand
+    (ProductWithTransposedWeight). MindSpore 2.10's CPU MatMul (oneDNN's brg_matmul on plain layouts) runs
+    a product whose right operand is a row-major [K, 3072] at about a third of the speed of the same
+    product with that operand stored [3072, K]; that hits the MLP's widening c_fc twice a step (forward,
+    and its weight gradient). precision.choose_cpu_products turns it on where it was measured to pay
+    (fp32 on a CPU; with bf16 products it made the step slower). The weight keeps HF's layout either way.
     """
 
     def __init__(self, n_in: int, n_out: int, std: float = 0.02):
@@ -97,16 +118,13 @@ class Conv1D(nn.Cell):
         self.weight = _normal(std, n_in, n_out)
         self.bias = _zeros(n_out)
         self.matmul = ops.MatMul()
-        self.matmul_transposed = ops.MatMul(transpose_b=True)
+        self.transposed = ProductWithTransposedWeight()
         self.transposed_product = False  # read when the graph is compiled: set it before the first step
 
     def construct(self, x):
         out_shape = x.shape[:-1] + (self.weight.shape[1],)
         x = x.reshape(-1, x.shape[-1])
-        if self.transposed_product:
-            y = self.matmul_transposed(x, self.weight.transpose(1, 0))
-        else:
-            y = self.matmul(x, self.weight)
+        y = self.transposed(x, self.weight) if self.transposed_product else self.matmul(x, self.weight)
         return (y + self.bias).reshape(out_shape)
 
 
