@@ -151,20 +151,20 @@ class _CachedLogits:
     def _prefill(self, rows):
         width = _width(rows, self.window)
         input_ids, attention_mask, position_ids = _left_padded(rows, self.n_rows, width, self.pad_token_id)
-        causal = np.triu(np.full((width, width), MASK_VALUE, np.float32), k=1)
-        additive = causal[None, None] + ((1 - attention_mask) * MASK_VALUE).astype(np.float32)[:, None, None, :]
         self.slots = width + self.max_new_tokens
         self.next_slot = width
         self.key_valid = np.zeros((self.n_rows, self.slots), bool)
         self.key_valid[:, :width] = attention_mask.astype(bool)
-        logits, self.keys, self.values = self.prefill(ms.Tensor(input_ids), ms.Tensor(position_ids),
-                                                      ms.Tensor(additive), self.slots)
+        logits, self.keys, self.values = self.prefill(ms.Tensor(input_ids), ms.Tensor(attention_mask),
+                                                      ms.Tensor(position_ids), self.slots)
         return logits.asnumpy()
 
     def _extend(self, rows):
         parents = [self.previous.get(tuple(row[:-1])) for row in rows]
-        if None in parents or self.next_slot >= self.slots:
+        if None in parents:
             raise RuntimeError("cached decoding: a row does not extend a row of the previous step")
+        if self.next_slot >= self.slots:
+            raise RuntimeError(f"cached decoding: more than max_new_tokens={self.max_new_tokens} steps")
         parents += [0] * (self.n_rows - len(rows))
         input_ids = np.full((self.n_rows, 1), self.pad_token_id, np.int32)
         position_ids = np.zeros((self.n_rows, 1), np.int32)
@@ -190,8 +190,8 @@ def _compiled_cache_steps(model):
     if cached is None or cached[0] is not table:
 
         @ms.jit
-        def prefill(input_ids, position_ids, additive_mask, slots):
-            return kv_cache.prefill(model, input_ids, position_ids, additive_mask, slots)
+        def prefill(input_ids, attention_mask, position_ids, slots):
+            return kv_cache.prefill(model, input_ids, attention_mask, position_ids, slots)
 
         @ms.jit
         def extend(input_ids, position_ids, key_mask, slot_onehot, parents, keys, values):

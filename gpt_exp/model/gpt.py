@@ -272,11 +272,15 @@ class GPT(nn.Cell):
         seq_len = input_ids.shape[1]
         if position_ids is None:
             position_ids = ops.arange(seq_len, dtype=ms.int32).expand_dims(0)
+        return self.transformer(input_ids, position_ids, self.additive_mask(seq_len, attention_mask))
+
+    def additive_mask(self, seq_len: int, attention_mask=None):
+        """[B or 1, 1, T, T], added to the attention scores: MASK_VALUE on later keys and on padding keys."""
         additive_mask = self.causal_mask[:, :, :seq_len, :seq_len]
         if attention_mask is not None:
             padding = (1.0 - attention_mask.astype(ms.float32)) * self.mask_value  # no query attends to padding
             additive_mask = additive_mask + padding[:, None, None, :]
-        return self.transformer(input_ids, position_ids, additive_mask)
+        return additive_mask
 
     def lm_logits(self, hidden):
         """[B, T, n_embd] -> [B, T, vocab_size] through the token embedding (tied, as in GPT-1/2)."""

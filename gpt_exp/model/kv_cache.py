@@ -22,13 +22,14 @@ from mindspore import ops
 from gpt_exp.model.gpt import gelu_new
 
 
-def prefill(model, input_ids, position_ids, additive_mask, slots: int):
-    """input_ids, position_ids [B, W]; additive_mask [B, 1, W, W] (causal + padding).
+def prefill(model, input_ids, attention_mask, position_ids, slots: int):
+    """input_ids, attention_mask (1 = token, 0 = padding), position_ids [B, W].
 
     Returns the last column's logits [B, vocab] and the cache (keys, values), each a tuple of one
     [B, H, slots, D] tensor per layer, with the prompt in slots 0..W-1.
     """
     x = _embed(model, input_ids, position_ids)
+    additive_mask = model.additive_mask(input_ids.shape[1], attention_mask)  # the same as GPT.construct's
     keys, values = [], []
     for block in model.transformer.h:
         x, k, v = _block(model, block, x, additive_mask, None, None, None)
@@ -55,10 +56,7 @@ def extend(model, input_ids, position_ids, key_mask, slot_onehot, keys, values):
 
 def reorder(cache, rows):
     """The cache of the given batch rows, in that order (beam search: each beam continues its parent's)."""
-    reordered = []
-    for layer_cache in cache:
-        reordered.append(ops.gather(layer_cache, rows, 0))
-    return tuple(reordered)
+    return tuple(ops.gather(layer_cache, rows, 0) for layer_cache in cache)
 
 
 def _embed(model, input_ids, position_ids):
