@@ -7,16 +7,21 @@ The `precision` group (conf/precision/) picks one of:
   MindSpore 2.10's CPU backend has no bfloat16 kernels (MatMul, Gather, BatchMatMul raise
   "Unsupported data type"), so on a CPU it is refused with the fix below.
 - bf16_matmul: float32 tensors and weights, but every matrix product is computed by oneDNN in bf16
-  with float32 accumulation (its "fpmath mode"): on a CPU with AMX or AVX512-BF16 this is what makes
-  MindSpore's CPU train fast (docs/performance.md), like PyTorch's `set_float32_matmul_precision("medium")`.
+  with float32 accumulation (its "fpmath mode"), like PyTorch's `set_float32_matmul_precision("medium")`.
+  oneDNN does this only on CPUs with AMX; elsewhere (e.g. AMD Zen 4 with AVX512-BF16) it silently computes
+  in float32, so `bf16_fpmath_works()` probes what this machine really does and the config check refuses.
 
 What works where is measured in docs/performance.md.
 """
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
+import platform
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -33,9 +38,6 @@ AMP_LEVELS = ("O0", "O1", "O2", "O3", "auto")
 MATMUL_DTYPES = (None, "float32", "bfloat16")
 # oneDNN's dnnl_fpmath_mode_t: strict = plain fp32, bf16 = may down-convert fp32 inputs to bf16
 _FPMATH = {"float32": 0, "bfloat16": 1}
-# the CPU flags that give oneDNN bf16 matrix instructions (Sapphire Rapids: both; Cooper Lake / Zen 4: the first)
-BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
-
 _fpmath_set_in_process: str | None = None  # oneDNN takes its math mode once per process (see set_matmul_math)
 
 
@@ -76,23 +78,71 @@ def check_precision(precision: DictConfig, device_target: str) -> None:
         if device_target != "CPU":
             raise ConfigError(f"precision={name} (bf16 matrix products through oneDNN) is for the CPU, not "
                               f"{device_target}. Fix: precision=bf16 on {device_target}.")
-        if not cpu_has_bf16():
-            raise ConfigError(f"precision={name} on device=cpu: this CPU has none of {', '.join(BF16_CPU_FLAGS)} in "
-                              f"/proc/cpuinfo, so oneDNN would silently compute in float32. Fix: precision=fp32.")
-
-
-def cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:  # not Linux: let oneDNN decide, the probe in set_matmul_math checks the result
-        return True
-    return any(flag in flags for flag in BF16_CPU_FLAGS)
+        if not bf16_fpmath_works():
+            raise ConfigError(
+                f"precision={name} on device=cpu: this CPU ({cpu_model()}; oneDNN ISA {onednn_isa()}) computes "
+                f"float32 matrix products in float32 even when oneDNN is asked for bf16 (a probe product in a fresh "
+                f"process read 256.5, not 256): oneDNN's implicit bf16 down-conversion needs AMX (Intel Sapphire "
+                f"Rapids or later). Fix: precision=fp32 (the fastest choice here) or precision=fp16.")
 
 
 def setup_precision(precision: DictConfig, device_target: str) -> None:
     """Per-process numeric settings; call after the device is set and before the model is built."""
     if device_target == "CPU":
         set_matmul_math(precision.get("matmul_dtype") or "float32")
+
+
+def cpu_model() -> str:
+    """The CPU's name as /proc/cpuinfo gives it (for reports: never decide a capability from it)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+# oneDNN 3.x's dnnl_cpu_isa_t values, as dnnl_get_effective_cpu_isa() returns them
+_ONEDNN_ISAS = {0x1: "sse41", 0x3: "avx", 0x7: "avx2", 0xf: "avx2_vnni", 0x1f: "avx2_vnni_2",
+                0x27: "avx512_core", 0x67: "avx512_core_vnni", 0xe7: "avx512_core_bf16",
+                0x1ef: "avx10_1_512 (avx512_core_fp16)", 0xfef: "avx10_1_512_amx (avx512_core_amx)",
+                0x1fef: "avx10_1_512_amx_fp16"}
+
+
+def onednn_isa() -> str:
+    """The instruction set oneDNN (inside MindSpore) dispatches its CPU kernels to on this machine."""
+    code = _onednn().dnnl_get_effective_cpu_isa()
+    return _ONEDNN_ISAS.get(code, hex(code))
+
+
+# Run in a fresh interpreter: oneDNN fixes its math mode at the first kernel of a process.
+_FPMATH_PROBE = ("from gpt_exp.precision import _FPMATH, _onednn, matmul_math_in_effect\n"
+                 "_onednn().dnnl_set_default_fpmath_mode(_FPMATH['bfloat16'])\n"
+                 "print(matmul_math_in_effect())\n")
+
+
+@functools.lru_cache(maxsize=None)
+def bf16_fpmath_works() -> bool:
+    """Whether oneDNN really computes float32 products in bf16 when asked, on this machine.
+
+    Decided by what the CPU does, not by its flags: on an AMD Zen 4 (avx512_bf16, no AMX) oneDNN 3.10
+    accepts the bf16 math mode and still computes in float32; on Intel with AMX it down-converts. The
+    probe runs once per process, in a child process (~3 s), because the mode cannot be undone here.
+    """
+    env = {**os.environ, "GLOG_v": "3"}
+    try:
+        done = subprocess.run([sys.executable, "-c", _FPMATH_PROBE], env=env, capture_output=True, text=True,
+                              timeout=120, cwd=Path(__file__).resolve().parent.parent)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        log.warning("precision: the bf16 product probe did not run (%s); treating bf16 products as unavailable",
+                    error)
+        return False
+    answer = done.stdout.strip().splitlines()[-1:] if done.returncode == 0 else []
+    if answer not in (["bfloat16"], ["float32"]):
+        log.warning("precision: the bf16 product probe failed (exit %d): %s", done.returncode, done.stderr[-500:])
+        return False
+    return answer == ["bfloat16"]
 
 
 def _onednn():

@@ -240,7 +240,7 @@ def learned_run(tmp_path_factory, tokenizer):
 @pytest.mark.slow
 def test_fine_tuning_learns_real_headlines(learned_run):
     from gpt_exp.tracking import read_metrics
-    from gpt_exp.wandb_records import find_run_file, read_run
+    from gpt_exp.wandb_records import find_run_file, read_finished_run
 
     result, run_dir, records = learned_run
     rows = read_metrics(run_dir)
@@ -259,7 +259,7 @@ def test_fine_tuning_learns_real_headlines(learned_run):
 
     # the same table reached W&B
     wandb_dir = find_run_file(run_dir).parent
-    logged = [h for h in read_run(find_run_file(run_dir))["history"] if "test_predictions/_type" in h]
+    logged = [h for h in read_finished_run(run_dir)["history"] if "test_predictions/_type" in h]
     assert len(logged) == 1 and logged[0]["test_predictions/_type"] == "table-file"
     table = json.loads((wandb_dir / "files" / logged[0]["test_predictions/path"]).read_text())
     assert table["columns"] == ["article", "reference", "generated", "rougeL"] and len(table["data"]) == 8

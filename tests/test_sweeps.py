@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from conftest import CONFIG_DIR, ROOT, TINY
 
 from gpt_exp.compare import compare
 from gpt_exp.errors import ConfigError
-from gpt_exp.wandb_records import find_run_file, iter_records, read_run
+from gpt_exp.wandb_records import find_run_file, iter_records, read_finished_run
 
 SWEEPS = ROOT / "sweeps"
 SHORT = ["trainer.max_steps=6", "trainer.eval_interval=3", "trainer.log_interval=2", "trainer.checkpoint_interval=6",
@@ -45,12 +44,7 @@ def compose_with_hydra(overrides: list[str]):
 
 def wandb_run(run_dir: Path) -> dict:
     """The offline W&B run, once its exit record is written (W&B's service may still be flushing)."""
-    deadline = time.time() + 60
-    while True:
-        run = read_run(find_run_file(run_dir))
-        if run["exit_code"] is not None or time.time() > deadline:
-            return run
-        time.sleep(0.5)
+    return read_finished_run(run_dir)
 
 
 def wandb_group(run_dir: Path) -> str:

@@ -15,7 +15,7 @@ from conftest import ROOT, TINY, compose
 
 from gpt_exp.tracking import read_metrics
 from gpt_exp.train.checkpoint import read_record
-from gpt_exp.wandb_records import find_run_file, read_run
+from gpt_exp.wandb_records import read_finished_run
 
 
 def _train(overrides, run_dir: Path, name="test"):
@@ -38,7 +38,7 @@ def test_tiny_lm_trains_and_records_everything(tmp_path):
     assert result["test/loss"] > 0 and result["best/step"] == 40
 
     # the W&B offline run holds the same metrics, config and a clean exit
-    wandb_run = read_run(find_run_file(run_dir))
+    wandb_run = read_finished_run(run_dir)
     logged = [h["train/loss"] for h in wandb_run["history"] if "train/loss" in h]
     assert logged == pytest.approx(train_losses, rel=1e-6)
     assert wandb_run["summary"]["test/loss"] == pytest.approx(result["test/loss"])
