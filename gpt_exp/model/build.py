@@ -37,9 +37,10 @@ def init_folder(init_from: str | None) -> Path | None:
 
 def check_model_config(model: DictConfig, max_seq_len: int) -> None:
     if model.n_embd % model.n_head:
-        raise ConfigError(f"model.n_embd={model.n_embd} is not divisible by model.n_head={model.n_head}.")
+        raise ConfigError(f"model.n_embd={model.n_embd} is not divisible by model.n_head={model.n_head}. "
+                          f"Fix: an n_head that divides {model.n_embd} (e.g. model.n_head={_divisor(model.n_embd, model.n_head)}).")
     folder = init_folder(model.get("init_from"))
-    n_positions = json.loads((folder / "config.json").read_text()).get("n_positions") if folder else model.n_positions
+    n_positions = read_folder_config(folder, model.init_from)["n_positions"] if folder else model.n_positions
     if max_seq_len > n_positions:
         raise ConfigError(
             f"task.max_seq_len={max_seq_len} is longer than model.n_positions={n_positions} (model={model.name}"
@@ -51,6 +52,57 @@ def check_model_config(model: DictConfig, max_seq_len: int) -> None:
         require_hub(model.init_from, config_key="model.init_from")
 
 
+HF_MODEL_TYPES = ("gpt2", "openai-gpt")
+HF_SIZE_KEYS = ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head")
+
+
+def read_folder_config(folder: Path, init_from) -> dict:
+    """An HF-format folder's config.json, checked enough to build the model from it, and its weights file's header."""
+    def refuse(problem: str) -> ConfigError:
+        return ConfigError(f"model.init_from={init_from}: {folder / 'config.json'} {problem}. Fix: point "
+                           f"model.init_from at a folder exported by gpt_exp or transformers (a GPT-2 / GPT-1 "
+                           f"config.json + model.safetensors), or null to train from scratch.")
+
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise refuse(f"is not readable JSON ({type(error).__name__}: {str(error).splitlines()[0]})") from None
+    if not isinstance(config, dict):
+        raise refuse("does not hold a JSON object")
+    if config.get("model_type") not in HF_MODEL_TYPES:
+        raise refuse(f"has model_type={config.get('model_type')!r}; gpt_exp reads {' or '.join(HF_MODEL_TYPES)}")
+    bad = [key for key in HF_SIZE_KEYS if not (isinstance(config.get(key), int) and config[key] >= 1)]
+    if bad:
+        raise refuse(f"lacks positive whole numbers for {', '.join(bad)}")
+    if config["n_embd"] % config["n_head"]:
+        raise refuse(f"has n_embd={config['n_embd']} not divisible by n_head={config['n_head']}")
+    check_weights_file(folder, init_from)
+    return config
+
+
+def check_weights_file(folder: Path, init_from) -> None:
+    """Reads only the safetensors header (milliseconds): random bytes or a cut file fail here, not after the data."""
+    weights = folder / "model.safetensors"
+    if not weights.exists():
+        if (folder / "model.safetensors.index.json").exists() or (folder / "pytorch_model.bin").exists():
+            return
+        raise ConfigError(f"model.init_from={init_from}: {folder} has config.json but no model.safetensors. "
+                          f"Fix: point model.init_from at a complete export (config.json + model.safetensors).")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(weights), framework="numpy") as file:
+            file.keys()
+    except Exception as error:  # safetensors raises its own SafetensorError, OSError or ValueError
+        raise ConfigError(f"model.init_from={init_from}: {weights} is not a readable safetensors file "
+                          f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}). "
+                          f"Fix: export the weights again, or point model.init_from at another folder.") from None
+
+
+def _divisor(width: int, heads: int) -> int:
+    return min((h for h in range(1, width + 1) if width % h == 0), key=lambda h: abs(h - heads))
+
+
 def build_model(model: DictConfig, vocab_size: int):
     from gpt_exp.model import GPT, GPTConfig, load_pretrained
 
@@ -59,7 +111,12 @@ def build_model(model: DictConfig, vocab_size: int):
                              n_embd=model.n_embd, n_layer=model.n_layer, n_head=model.n_head,
                              dropout=model.dropout, layer_norm_epsilon=model.layer_norm_epsilon))
     folder = init_folder(model.init_from)
-    gpt = load_pretrained(str(folder or model.init_from), dropout=model.dropout)  # fine-tuning picks its dropout
+    try:
+        gpt = load_pretrained(str(folder or model.init_from), dropout=model.dropout)  # fine-tuning picks its dropout
+    except (KeyError, ValueError) as error:  # weights that do not fit their config.json, an unsupported option
+        raise ConfigError(f"model.init_from={model.init_from}: its weights cannot be loaded "
+                          f"({str(error).splitlines()[0]}). Fix: point model.init_from at a GPT-2 / GPT-1 export "
+                          f"whose model.safetensors matches its config.json.") from None
     config = gpt.config
     log.info("initialised %s (%d layers, %d wide, vocab %d) from %s", config.arch, config.n_layer, config.n_embd,
              config.vocab_size, folder or model.init_from)
