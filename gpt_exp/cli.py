@@ -10,8 +10,11 @@ from pathlib import Path
 os.environ.setdefault("GLOG_v", "3")  # MindSpore's C++ log floods the terminal with deprecation notices
 
 import hydra  # noqa: E402
+from hydra.errors import HydraException  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
+from omegaconf.errors import OmegaConfBaseException  # noqa: E402
 
+from gpt_exp.config_check import check_settings, composition_error_line  # noqa: E402
 from gpt_exp.data.cache import DataUnavailableError  # noqa: E402
 from gpt_exp.errors import ConfigError  # noqa: E402
 
@@ -27,6 +30,13 @@ def hydra_entry(cfg: DictConfig) -> float | None:
 
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    try:
+        check_settings(cfg)  # every key typed and in range, before a name, a download, a model or a W&B run
+    except ConfigError as error:
+        if not multirun:
+            print(f"\nconfig error: {error}\n", file=sys.stderr)
+            sys.exit(2)
+        return record_failure(Path(hydra_cfg.runtime.output_dir), hydra_cfg.job.override_dirname or "job", error)
     run_dir = Path(cfg.paths.output_dir or hydra_cfg.runtime.output_dir)
     overrides = hydra_cfg.job.override_dirname
     run_name = f"{cfg.run_name}[{overrides}]" if multirun and overrides else cfg.run_name
@@ -42,6 +52,7 @@ def hydra_entry(cfg: DictConfig) -> float | None:
             sys.exit(2)
         return record_failure(run_dir, run_name, error)
     except Exception as error:
+        mark_raised_by_task(error)
         if not multirun:
             raise
         return record_failure(run_dir, run_name, error)
@@ -73,9 +84,40 @@ def record_failure(run_dir: Path, run_name: str, error: Exception) -> float:
     return float("nan")
 
 
+def mark_raised_by_task(error: Exception) -> None:
+    """An error of the run itself (not of composing its config) keeps Hydra's traceback report."""
+    try:
+        error.gpt_exp_raised_by_task = True
+    except AttributeError:  # an exception type with __slots__
+        pass
+
+
+def report_composition_errors(original_run_and_report):
+    """Hydra's run_and_report, except that a composition error (unknown group option, bad override syntax, an
+    override of a key that does not exist) is one line `config error: ...` and exit code 2, like every user
+    error of gpt_exp. HYDRA_FULL_ERROR=1 keeps Hydra's own report with the traceback."""
+    def run_and_report(func):
+        try:
+            return func()
+        except (HydraException, OmegaConfBaseException, ValueError, OSError) as error:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1" or getattr(error, "gpt_exp_raised_by_task", False):
+                return original_run_and_report(lambda: _reraise(error))
+            print(f"\nconfig error: {composition_error_line(error, sys.argv[1:])}\n", file=sys.stderr)
+            sys.exit(2)
+
+    return run_and_report
+
+
+def _reraise(error: Exception):
+    raise error
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "compare":
         from gpt_exp.compare import main as compare_main
 
         sys.exit(compare_main(sys.argv[2:]))
+    import hydra._internal.utils as hydra_utils  # measured on hydra-core 1.3.8: _run_hydra calls it by this name
+
+    hydra_utils.run_and_report = report_composition_errors(hydra_utils.run_and_report)
     hydra_entry()

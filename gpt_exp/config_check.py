@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import typing
 from pathlib import Path
 from typing import Any, Union
@@ -272,3 +273,92 @@ def check_task(task: DictConfig, model: DictConfig) -> None:
         raise ConfigError("model.init_from=null: this setup (zero-shot or fine-tune) needs pre-trained weights "
                           "rather than random ones. Fix: model.init_from=<a gpt_exp run directory, e.g. of "
                           "experiment=lm_peoples_daily, or an HF-format folder>.")
+
+
+# ------------------------------------------------------------------------------------- Hydra's own errors
+
+def composition_error_line(error: Exception, arguments: list[str]) -> str:
+    """Hydra's multi-line composition errors as one line `<override>: <what is wrong>. Fix: <what to do>`."""
+    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+
+    text = str(error)
+    if isinstance(error, MissingConfigException) and "Could not find" in text:
+        return missing_option_line(text, arguments)
+    if isinstance(error, OverrideParseException):
+        bad = unparsable_override(arguments)
+        reason = text.splitlines()[-2] if len(text.splitlines()) > 1 else text
+        return (f"{bad or ' '.join(arguments)}: cannot be parsed as an override ({reason}). Fix: write key=value, "
+                f"quote values with spaces or brackets ('key=[1,2]', 'key=\"a b\"'); grammar: "
+                f"https://hydra.cc/docs/advanced/override_grammar/basic/")
+    exists = re.search(r"An item is already at '(?P<key>[^']+)'", text)
+    if exists:
+        override = next((a for a in arguments if a.lstrip("+").split("=")[0] == exists["key"]), exists["key"])
+        plain = override.lstrip("+")
+        return (f"{override}: {exists['key']} already exists, and a leading + adds a new key. "
+                f"Fix: {plain} (without +) to change it.")
+    full_key = getattr(error.__cause__, "full_key", None)
+    if isinstance(error, ConfigCompositionException) and full_key and "Could not override" in text:
+        return missing_key_line(str(full_key), arguments)
+    return flat(text)
+
+
+def missing_option_line(text: str, arguments: list[str]) -> str:
+    found = re.search(r"Could not find '(?P<group>.+)/(?P<name>[^/']+)'", text)
+    options = re.findall(r"^\t(\S+)$", text.split("Config search path:")[0], flags=re.M)
+    if not found:
+        return flat(text)
+    group, name = found["group"], found["name"]
+    near = nearest(name, options)
+    fix = f"{group}={near}" if near else f"{group}=<one of them>"
+    return (f"{group}={name}: no such option; Could not find '{group}/{name}' (the options of {group}: "
+            f"{', '.join(options) or 'none'}). Fix: {fix}.")
+
+
+def missing_key_line(full_key: str, arguments: list[str]) -> str:
+    """`trainer.max_step=3` (no `+`): the nearest key of that group when the schema knows the group."""
+    path, _, key = full_key.rpartition(".")
+    override = next((a.lstrip("+~") for a in arguments if a.lstrip("+~").split("=")[0] == full_key), full_key)
+    value = override.partition("=")[2]
+    node_schema = schema_at(path)
+    if node_schema is not None and key not in schema.schema_fields(node_schema):
+        valid = sorted(schema.schema_fields(node_schema))
+        near = nearest(key, valid)
+        fix = f"{join(path, near)}={value} (the nearest key), or remove it" if near else "remove it"
+        where = f"the {path} group" if path else "the top level of the config"
+        return f"{override}: {where} has no key {key!r} (its keys: {', '.join(valid)}). Fix: {fix}."
+    return (f"{override}: {path or 'the config'} has no key {key!r} in this composition (its node may be null, "
+            f"or the key belongs to another option of the group). Fix: choose the group option that has it "
+            f"(e.g. data=text_files for data.files.*), or remove it.")
+
+
+def schema_at(path: str) -> type | None:
+    """The schema of a group path like `trainer` or `task.generation`; None where it depends on `_target_`."""
+    node_schema: Any = schema.RootConfig
+    for part in [p for p in path.split(".") if p]:
+        spec = schema.schema_fields(node_schema).get(part)
+        if spec is None or "select" in spec.metadata:
+            return None
+        node_schema, _ = unwrap_optional(typing.get_type_hints(node_schema)[part])
+        if not dataclasses.is_dataclass(node_schema):
+            return None
+    return node_schema
+
+
+def unparsable_override(arguments: list[str]) -> str | None:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for argument in arguments:
+        if argument.startswith("-"):
+            continue
+        try:
+            parser.parse_override(argument)
+        except Exception:
+            return argument
+    return None
+
+
+def flat(text: str) -> str:
+    """Hydra's message on one line, without its config search path listing."""
+    text = text.split("Config search path:")[0]
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())

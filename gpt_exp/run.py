@@ -20,10 +20,11 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from gpt_exp import device as devices
-from gpt_exp.data.records import check_data_config, load_records
+from gpt_exp.config_check import check_settings
+from gpt_exp.data.records import load_records
 from gpt_exp.distributed import SilentTracker
 from gpt_exp.errors import ConfigError
-from gpt_exp.model.build import build_model, check_model_config, init_folder
+from gpt_exp.model.build import build_model, init_folder
 from gpt_exp.plots import plot_curves
 from gpt_exp.precision import (apply_precision, check_precision, choose_cpu_products, make_loss_scaler,
                                setup_precision)
@@ -38,22 +39,19 @@ log = logging.getLogger("gpt_exp")
 
 
 def check_config(cfg: DictConfig) -> str:
-    """Every check that needs no data or model, so bad input fails in seconds. Returns the device target."""
+    """Every check that needs no data or model, so bad input fails in seconds. Returns the device target.
+
+    `check_settings` checks every key against the schema and against each other; what follows needs the
+    machine: the device, what its CPU computes, a hub, a resume directory."""
+    check_settings(cfg)
     target = devices.resolve_target(cfg.device)
     check_precision(cfg.precision, target)
-    check_data_config(cfg.data)
-    check_model_config(cfg.model, cfg.task.max_seq_len)
     if cfg.tokenizer.get("_target_", "").endswith(".from_hub"):
         from gpt_exp.hub import require_hub
 
         require_hub(cfg.tokenizer.name, config_key="tokenizer.name",
                     fix="use a tokenizer built from local files: tokenizer=gpt2_bpe, bert_chinese or corpus_bpe")
     trainer = cfg.trainer
-    for key in ("batch_size", "grad_accum_steps", "eval_interval", "log_interval", "checkpoint_interval"):
-        if not isinstance(trainer[key], int) or trainer[key] < 1:
-            raise ConfigError(f"trainer.{key}={trainer[key]} must be a whole number of at least 1.")
-    if not isinstance(trainer.max_steps, int) or trainer.max_steps < 0:
-        raise ConfigError(f"trainer.max_steps={trainer.max_steps} must be a whole number (0: evaluate only).")
     if trainer.resume and not (Path(trainer.resume) / "checkpoints" / "last.ckpt").exists():
         raise ConfigError(f"trainer.resume={trainer.resume} has no checkpoints/last.ckpt. "
                           f"Fix: give the directory of a run that saved a checkpoint.")

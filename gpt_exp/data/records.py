@@ -5,6 +5,7 @@ package registry into the cache), your own files (`data.files`), or a hub id (`d
 """
 from __future__ import annotations
 
+import codecs
 from pathlib import Path
 
 import datasets
@@ -13,32 +14,6 @@ from omegaconf import DictConfig
 from gpt_exp.errors import ConfigError
 
 SPLITS = ("train", "validation", "test")
-
-
-def check_data_config(data: DictConfig) -> None:
-    """The cheap checks, run before any download or model work."""
-    chosen = [key for key in ("name", "files", "hub_id") if data.get(key)]
-    if len(chosen) != 1:
-        raise ConfigError(
-            f"data: set exactly one of data.name (a built-in dataset), data.files (your files) or "
-            f"data.hub_id (a hub dataset); got {chosen or 'none'}.")
-    if data.get("files"):
-        if not data.files.get("train"):
-            raise ConfigError("data.files.train is not set. Fix: data.files.train=/path/to/train.txt (or .jsonl)")
-        for split, path in data.files.items():
-            if path and not Path(path).expanduser().exists():
-                raise ConfigError(f"data.files.{split}={path} does not exist. Fix: give the path of a .txt or .jsonl file.")
-    if data.get("hub_id"):
-        from gpt_exp.hub import require_hub
-
-        require_hub(data.hub_id, config_key="data.hub_id",
-                    fix="give your own files (data.hub_id=null data.files.train=...) or a built-in data.name")
-    if data.get("name"):
-        from gpt_exp.data.sources import DATASETS
-
-        if data.name not in DATASETS:
-            raise ConfigError(f"data.name={data.name!r} is not a built-in dataset. Known: {', '.join(sorted(DATASETS))}. "
-                              f"For your own data use data.files.train=...")
 
 
 def load_records(data: DictConfig, cache_dir: str | Path) -> datasets.DatasetDict:
@@ -51,15 +26,62 @@ def load_records(data: DictConfig, cache_dir: str | Path) -> datasets.DatasetDic
         records = datasets.load_dataset("json", data_files=files, cache_dir=hf_cache)
     elif data.get("files"):
         files = {split: str(Path(p).expanduser()) for split, p in data.files.items() if p}
+        for split, path in files.items():
+            check_text_file(f"data.files.{split}", path)
         suffixes = {Path(p).suffix for p in files.values()}
         if suffixes <= {".txt", ".text"}:
             # one record per file: a document keeps its line breaks
-            records = datasets.load_dataset("text", data_files=files, sample_by="document", cache_dir=hf_cache)
+            records = read_files("text", files, hf_cache, sample_by="document")
         else:
-            records = datasets.load_dataset("json", data_files=files, cache_dir=hf_cache)
+            records = read_files("json", files, hf_cache)
     else:
         records = datasets.load_dataset(data.hub_id, data.get("hub_config"), cache_dir=hf_cache)
     return _with_all_splits(records, data)
+
+
+def check_text_file(key: str, path: str, chunk: int = 1 << 20) -> None:
+    """A data file must be UTF-8 text: a binary file (NUL bytes) or another encoding fails here, naming the key,
+    not as a chain of `datasets` tracebacks. Reads the whole file once (about 1 s per GB)."""
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    offset = 0
+    with open(path, "rb") as file:
+        while block := file.read(chunk):
+            if b"\0" in block:
+                raise ConfigError(f"{key}={path} is not text: it holds NUL bytes (byte {offset + block.index(0)}), "
+                                  f"a binary file. Fix: give a UTF-8 .txt or .jsonl file.")
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as error:
+                raise ConfigError(f"{key}={path} is not UTF-8 text (byte {offset + error.start}: {error.reason}). "
+                                  f"Fix: convert it, e.g. iconv -f GBK -t UTF-8 {path} > out.txt.") from None
+            offset += len(block)
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise ConfigError(f"{key}={path} is not UTF-8 text (it ends inside a character). "
+                          f"Fix: give a complete UTF-8 file.") from None
+
+
+def read_files(kind: str, files: dict[str, str], hf_cache: str, **options) -> datasets.DatasetDict:
+    """`datasets.load_dataset` on your files; a file it cannot parse (bad JSON lines) is named in one line."""
+    try:
+        return datasets.load_dataset(kind, data_files=files, cache_dir=hf_cache, **options)
+    except Exception as error:  # DatasetGenerationError wraps the parser's error: show the innermost one
+        cause = error
+        while cause.__cause__ is not None or cause.__context__ is not None:
+            cause = cause.__cause__ or cause.__context__
+        keys = ", ".join(f"data.files.{split}={path}" for split, path in files.items())
+        raise ConfigError(f"{keys}: cannot be read as {'JSON lines' if kind == 'json' else 'text'} "
+                          f"({type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}). "
+                          f"Fix: one JSON object per line in a .jsonl file, or plain text in a .txt file.") from None
+
+
+def check_records(records: datasets.DatasetDict) -> None:
+    """Every split has records (a file of blank lines, or a cap of 0, leaves none)."""
+    for split, rows in records.items():
+        if len(rows) == 0:
+            raise ConfigError(f"the {split} split has no records. Fix: check data.files.{split} (or data.files.train, "
+                              f"which missing splits are carved from) and data.max_train_samples / max_eval_samples.")
 
 
 def _with_all_splits(records: datasets.DatasetDict, data: DictConfig) -> datasets.DatasetDict:
@@ -79,4 +101,6 @@ def _with_all_splits(records: datasets.DatasetDict, data: DictConfig) -> dataset
     for split, cap in caps.items():
         if cap:
             records[split] = records[split].select(range(min(cap, len(records[split]))))
-    return datasets.DatasetDict({split: records[split] for split in SPLITS})
+    records = datasets.DatasetDict({split: records[split] for split in SPLITS})
+    check_records(records)
+    return records

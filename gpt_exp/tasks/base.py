@@ -17,8 +17,8 @@ class Task:
     main_metric: str = "loss"                # selects the best checkpoint; a sweep optimises it
     greater_is_better: bool = False
 
-    def __init__(self, name: str, max_seq_len: int, **options):
-        self.name, self.max_seq_len, self.options = name, max_seq_len, options
+    def __init__(self, name: str, max_seq_len: int):
+        self.name, self.max_seq_len = name, max_seq_len
         # tokens the model reads per training sample (throughput); build_arrays may lower or multiply it
         self.tokens_per_sample = max_seq_len
 

@@ -6,6 +6,9 @@ rating (`data=movie_reviews`); Chinese product reviews with `data=chinese_review
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import mindspore
 import numpy as np
 from mindspore import ops
@@ -24,11 +27,12 @@ class ClassificationNetwork(FinetuneNetwork):
         return ops.cross_entropy(outputs.astype(mindspore.float32), labels)
 
 
+@dataclass(eq=False)
 class ClassifierTask(LabelledTask):
     """One sequence per sample, one class out: what classification and entailment have in common."""
 
     main_metric = "accuracy"
-    network_class = ClassificationNetwork
+    network_class: ClassVar[type] = ClassificationNetwork
 
     def metrics(self, outputs, labels):
         predicted = outputs.argmax(-1)
@@ -42,9 +46,10 @@ class ClassifierTask(LabelledTask):
         return self.label_names[int(label)], f"{self.label_names[int(np.argmax(output))]} (p={probs.max():.2f})"
 
 
+@dataclass(eq=False)
 class ClassificationTask(ClassifierTask):
-    def __init__(self, name: str, max_seq_len: int, text_field: str = "text", label_field: str = "label", **options):
-        super().__init__(name, max_seq_len, text_field=text_field, label_field=label_field, **options)
+    text_field: str = "text"
+    label_field: str = "label"
 
     def texts(self, record):
         yield record[self.field("text_field")]

@@ -5,15 +5,17 @@ True / False / Neither). The classes are unbalanced (50 / 37 / 13 %), so macro-F
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from gpt_exp.tasks.classification import ClassifierTask
 from gpt_exp.tasks.finetune import encode_texts
 
 
+@dataclass(eq=False)
 class EntailmentTask(ClassifierTask):
-    def __init__(self, name: str, max_seq_len: int, premise_field: str = "premise",
-                 hypothesis_field: str = "hypothesis", label_field: str = "label", **options):
-        super().__init__(name, max_seq_len, premise_field=premise_field, hypothesis_field=hypothesis_field,
-                         label_field=label_field, **options)
+    premise_field: str = "premise"
+    hypothesis_field: str = "hypothesis"
+    label_field: str = "label"
 
     def texts(self, record):
         yield record[self.field("premise_field")]

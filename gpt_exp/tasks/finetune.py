@@ -17,9 +17,11 @@ and one network base reads them; a subclass only says how S extract states becom
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
-from typing import Iterator, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Iterator, Sequence
 
 import mindspore
 import numpy as np
@@ -146,35 +148,52 @@ class FinetuneNetwork(nn.Cell):
 
 # --------------------------------------------------------------------------- the task base
 
+@dataclass(eq=False)
 class FinetuneTask(Task):
-    """The shared half of the four GPT-1 fine-tuning tasks; subclasses say how a record becomes sequences."""
+    """The shared half of the four GPT-1 fine-tuning tasks; subclasses say how a record becomes sequences.
+
+    A dataclass, so the keys every fine-tune shares are declared once, here, and each subclass adds its
+    own (its `*_field` keys name the record fields it reads): the constructor takes exactly the task's
+    config keys, each a named argument, and an unknown key is a TypeError, never silently kept.
+    """
+
+    name: str
+    max_seq_len: int
+    lm_coef: float = 0.5                 # lambda of the auxiliary LM loss (0: off, still measured)
+    head_dropout: float = 0.1            # dropout on the extract state before the head
+    special_tokens: dict | None = None   # role -> token string; missing roles take DEFAULT_SPECIAL_TOKENS
+    pad_to_multiple_of: int = 8
+    show_predictions: int = 20           # test samples in predictions.jsonl at the end
 
     array_names = ("input_ids", "attention_mask", "extract_pos", "labels")
     loss_part_names = ("task_loss", "lm_loss")
     greater_is_better = True
-    network_class: type = FinetuneNetwork
+    network_class: ClassVar[type] = FinetuneNetwork
     label_dtype = np.int32
 
-    def __init__(self, name: str, max_seq_len: int, lm_coef: float = 0.5, head_dropout: float = 0.1,
-                 special_tokens: dict | None = None, pad_to_multiple_of: int = 8, show_predictions: int = 20,
-                 **fields):
-        super().__init__(name, max_seq_len)
+    def __post_init__(self) -> None:
+        lm_coef, head_dropout = self.lm_coef, self.head_dropout
         if not isinstance(lm_coef, (int, float)) or lm_coef < 0 or not math.isfinite(lm_coef):
             raise ConfigError(f"task.lm_coef={lm_coef} must be a number >= 0 (GPT-1 used 0.5; 0 turns the "
                               f"auxiliary LM loss off).")
         if not 0 <= head_dropout < 1:
             raise ConfigError(f"task.head_dropout={head_dropout} must be in [0, 1).")
         self.lm_coef, self.head_dropout = float(lm_coef), float(head_dropout)
-        self.special_tokens = {**DEFAULT_SPECIAL_TOKENS, **(special_tokens or {})}
+        self.special_tokens = {**DEFAULT_SPECIAL_TOKENS, **(self.special_tokens or {})}
         unknown = set(self.special_tokens) - set(SPECIAL_ROLES)
         if unknown:
             raise ConfigError(f"task.special_tokens has unknown roles {sorted(unknown)}; the roles are {SPECIAL_ROLES}.")
-        self.pad_to_multiple_of = max(1, int(pad_to_multiple_of))
-        self.show_predictions = int(show_predictions)
-        self.fields = fields
+        self.pad_to_multiple_of = max(1, int(self.pad_to_multiple_of))
+        self.show_predictions = int(self.show_predictions)
+        self.tokens_per_sample = self.max_seq_len
         self.n_outputs = 1
         self._arrays: dict[str, dict[str, np.ndarray]] = {}
         self._outputs: dict[str, np.ndarray] = {}
+
+    @property
+    def fields(self) -> dict[str, str]:
+        """config key -> record field, for the `*_field` keys of this task (data.<key> sets them)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name.endswith("_field")}
 
     # ---- what a subclass provides
     def texts(self, record) -> Iterator[str]:
@@ -201,7 +220,7 @@ class FinetuneTask(Task):
 
     # ---- the Task interface
     def field(self, key: str) -> str:
-        return self.fields[key]
+        return getattr(self, key)
 
     def corpus_texts(self, records):
         self._check_fields(records)  # before a tokenizer is trained on them, not after
@@ -280,6 +299,7 @@ class FinetuneTask(Task):
                     f"Fix: data.{key}=<the field that holds it>.")
 
 
+@dataclass(eq=False)
 class LabelledTask(FinetuneTask):
     """A task whose target is one of a fixed set of classes, read from `label_field`.
 
@@ -287,9 +307,11 @@ class LabelledTask(FinetuneTask):
     built-in dataset, else from the data (sorted names, or 0..max for indices).
     """
 
-    def __init__(self, name: str, max_seq_len: int, label_names: Sequence[str] | None = None, **options):
-        super().__init__(name, max_seq_len, **options)
-        self.label_names = list(label_names) if label_names else None
+    label_names: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.label_names = list(self.label_names) if self.label_names else None
 
     def setup_labels(self, records, data) -> None:
         names = self.label_names

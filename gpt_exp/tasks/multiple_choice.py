@@ -8,6 +8,9 @@ padded with empty candidates that can never win.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import mindspore
 import numpy as np
 from mindspore import ops
@@ -29,14 +32,14 @@ class MultipleChoiceNetwork(FinetuneNetwork):
         return ops.cross_entropy(outputs.astype(mindspore.float32), labels)
 
 
+@dataclass(eq=False)
 class MultipleChoiceTask(FinetuneTask):
-    main_metric = "accuracy"
-    network_class = MultipleChoiceNetwork
+    context_field: str = "context"
+    choices_field: str = "choices"
+    label_field: str = "label"
 
-    def __init__(self, name: str, max_seq_len: int, context_field: str = "context", choices_field: str = "choices",
-                 label_field: str = "label", **options):
-        super().__init__(name, max_seq_len, context_field=context_field, choices_field=choices_field,
-                         label_field=label_field, **options)
+    main_metric = "accuracy"
+    network_class: ClassVar[type] = MultipleChoiceNetwork
 
     def texts(self, record):
         yield record[self.field("context_field")]
@@ -48,6 +51,11 @@ class MultipleChoiceTask(FinetuneTask):
         if not all(isinstance(c, list) and c for c in choices):
             raise ConfigError(f"data.choices_field={self.field('choices_field')!r} must hold a non-empty list of "
                               f"answers per record.")
+        few = [i for i, options in enumerate(choices) if len(options) < 2]
+        if few:  # one choice is always right: the model would learn nothing and score accuracy 1.0
+            raise ConfigError(f"data.choices_field={self.field('choices_field')!r}: {len(few)} of {len(choices)} records "
+                              f"have fewer than 2 choices (first: record {few[0]}, {len(choices[few[0]])} choice). "
+                              f"Fix: give every question at least 2 answers, or the field that holds the list.")
         flat = encode_texts(tokenizer, [answer for options in choices for answer in options])
         samples, start = [], 0
         for context, options in zip(contexts, choices):

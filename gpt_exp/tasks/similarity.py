@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
+from typing import ClassVar, Sequence
 
 import mindspore
 import numpy as np
@@ -31,20 +33,24 @@ class SimilarityNetwork(FinetuneNetwork):
         return ops.mse_loss(outputs.astype(mindspore.float32), labels)
 
 
+@dataclass(eq=False)
 class SimilarityTask(FinetuneTask):
+    text_a_field: str = "text_a"
+    text_b_field: str = "text_b"
+    score_field: str = "score"
+    score_range: Sequence[float] = (0.0, 5.0)   # the lowest and highest score; the head regresses them as 0..1
+    both_orders: bool = True                    # false: only [start] a [delimiter] b [extract] (half the compute)
+
     main_metric = "pearson"
-    network_class = SimilarityNetwork
+    network_class: ClassVar[type] = SimilarityNetwork
     label_dtype = np.float32
 
-    def __init__(self, name: str, max_seq_len: int, text_a_field: str = "text_a", text_b_field: str = "text_b",
-                 score_field: str = "score", score_range=(0.0, 5.0), both_orders: bool = True, **options):
-        super().__init__(name, max_seq_len, text_a_field=text_a_field, text_b_field=text_b_field,
-                         score_field=score_field, **options)
-        low, high = (float(v) for v in score_range)
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        low, high = (float(v) for v in self.score_range)
         if not high > low:
-            raise ConfigError(f"task.score_range={list(score_range)} must be [low, high] with high > low.")
+            raise ConfigError(f"task.score_range={list(self.score_range)} must be [low, high] with high > low.")
         self.low, self.high = low, high
-        self.both_orders = both_orders
 
     def texts(self, record):
         yield record[self.field("text_a_field")]

@@ -140,14 +140,12 @@ class SummarizationTask(Task):
     def __init__(self, name: str, max_seq_len: int, bos: bool = True, prompt: str = "", separator: bool = True,
                  loss_on: str = "summary", generation: dict | None = None, val_rouge_samples: int = 32,
                  test_rouge_samples: int | None = None, table_rows: int = 200, require_init_from: bool = False,
-                 init_from: str | None = None, **ignored):
+                 init_from: str | None = None):
         super().__init__(name, max_seq_len)
         if require_init_from and not init_from:
             raise ConfigError("model.init_from is not set, and this setup (zero-shot or fine-tune) needs pre-trained "
                               "weights rather than random ones. Fix: model.init_from=<a gpt_exp run directory, e.g. of "
                               "experiment=lm_peoples_daily, or an HF-format folder>.")
-        if ignored:  # e.g. debug=smoke sets the LM task's sample_max_new_tokens
-            log.info("summarization ignores task options meant for other tasks: %s", ", ".join(sorted(ignored)))
         self.bos, self.prompt, self.separator = bool(bos), prompt or "", bool(separator)
         self.loss_on = loss_on
         self.generation = {"strategy": "greedy", "max_new_tokens": 32, "min_new_tokens": 0, "num_beams": 4,
