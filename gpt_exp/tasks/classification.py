@@ -27,7 +27,7 @@ class ClassificationNetwork(FinetuneNetwork):
         return ops.cross_entropy(outputs.astype(mindspore.float32), labels)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, kw_only=True)  # keyword arguments, as Hydra passes them
 class ClassifierTask(LabelledTask):
     """One sequence per sample, one class out: what classification and entailment have in common."""
 
@@ -46,7 +46,7 @@ class ClassifierTask(LabelledTask):
         return self.label_names[int(label)], f"{self.label_names[int(np.argmax(output))]} (p={probs.max():.2f})"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, kw_only=True)  # keyword arguments, as Hydra passes them
 class ClassificationTask(ClassifierTask):
     text_field: str = "text"
     label_field: str = "label"

@@ -11,7 +11,7 @@ from gpt_exp.tasks.classification import ClassifierTask
 from gpt_exp.tasks.finetune import encode_texts
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, kw_only=True)  # keyword arguments, as Hydra passes them
 class EntailmentTask(ClassifierTask):
     premise_field: str = "premise"
     hypothesis_field: str = "hypothesis"

@@ -148,7 +148,7 @@ class FinetuneNetwork(nn.Cell):
 
 # --------------------------------------------------------------------------- the task base
 
-@dataclass(eq=False)
+@dataclass(eq=False, kw_only=True)  # keyword arguments, as Hydra passes them
 class FinetuneTask(Task):
     """The shared half of the four GPT-1 fine-tuning tasks; subclasses say how a record becomes sequences.
 
@@ -299,7 +299,7 @@ class FinetuneTask(Task):
                     f"Fix: data.{key}=<the field that holds it>.")
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, kw_only=True)  # keyword arguments, as Hydra passes them
 class LabelledTask(FinetuneTask):
     """A task whose target is one of a fixed set of classes, read from `label_field`.
 

@@ -32,7 +32,7 @@ class MultipleChoiceNetwork(FinetuneNetwork):
         return ops.cross_entropy(outputs.astype(mindspore.float32), labels)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, kw_only=True)  # keyword arguments, as Hydra passes them
 class MultipleChoiceTask(FinetuneTask):
     context_field: str = "context"
     choices_field: str = "choices"

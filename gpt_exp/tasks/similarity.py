@@ -33,7 +33,7 @@ class SimilarityNetwork(FinetuneNetwork):
         return ops.mse_loss(outputs.astype(mindspore.float32), labels)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, kw_only=True)  # keyword arguments, as Hydra passes them
 class SimilarityTask(FinetuneTask):
     text_a_field: str = "text_a"
     text_b_field: str = "text_b"
