@@ -92,7 +92,7 @@ def mark_raised_by_task(error: Exception) -> None:
         pass
 
 
-def report_composition_errors(original_run_and_report):
+def report_composition_errors(original_run_and_report, arguments: list[str] | None = None):
     """Hydra's run_and_report, except that a composition error (unknown group option, bad override syntax, an
     override of a key that does not exist) is one line `config error: ...` and exit code 2, like every user
     error of gpt_exp. HYDRA_FULL_ERROR=1 keeps Hydra's own report with the traceback."""
@@ -102,7 +102,7 @@ def report_composition_errors(original_run_and_report):
         except (HydraException, OmegaConfBaseException, ValueError, OSError) as error:
             if os.environ.get("HYDRA_FULL_ERROR") == "1" or getattr(error, "gpt_exp_raised_by_task", False):
                 return original_run_and_report(lambda: _reraise(error))
-            print(f"\nconfig error: {composition_error_line(error, sys.argv[1:])}\n", file=sys.stderr)
+            print(f"\nconfig error: {composition_error_line(error, sys.argv[1:] if arguments is None else arguments)}\n", file=sys.stderr)
             sys.exit(2)
 
     return run_and_report
