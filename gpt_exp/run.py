@@ -211,5 +211,26 @@ def export_model(model, tokenizer: TextTokenizer, folder: Path) -> None:
     """HF-format weights (loadable by MindNLP / transformers) with the tokenizer beside them."""
     from gpt_exp.model.hf_weights import save_pretrained
 
-    save_pretrained(model, folder)
+    save_pretrained(model, folder, special_token_ids(tokenizer))
     tokenizer.save(folder)
+    write_hf_tokenizer_config(tokenizer, folder, model.config.n_positions)
+
+
+def special_token_ids(tokenizer: TextTokenizer) -> dict[str, int]:
+    """HF's config.json keys for the tokenizer's roles; a vocabulary without a bos starts texts with eos (GPT-2)."""
+    bos = tokenizer.token_id("bos") if tokenizer.has_role("bos") else tokenizer.eos_id
+    return {"bos_token_id": bos, "eos_token_id": tokenizer.eos_id, "pad_token_id": tokenizer.pad_id}
+
+
+def write_hf_tokenizer_config(tokenizer: TextTokenizer, folder: Path, max_length: int) -> None:
+    """tokenizer_config.json, so that transformers' AutoTokenizer reads tokenizer.json with the right special
+    tokens (from config.json's model_type alone it would guess GPT-2's <|endoftext|> for every role)."""
+    import json
+
+    roles = {f"{role}_token": tokenizer.special_tokens[role] for role in ("bos", "eos", "pad", "unk", "sep")
+             if tokenizer.has_role(role)}
+    roles.setdefault("bos_token", tokenizer.special_tokens["eos"])
+    roles.setdefault("pad_token", roles["eos_token"])
+    (folder / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": max_length, **roles}, indent=2,
+        ensure_ascii=False))
