@@ -232,5 +232,6 @@ def write_hf_tokenizer_config(tokenizer: TextTokenizer, folder: Path, max_length
     roles.setdefault("bos_token", tokenizer.special_tokens["eos"])
     roles.setdefault("pad_token", roles["eos_token"])
     (folder / "tokenizer_config.json").write_text(json.dumps(
-        {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": max_length, **roles}, indent=2,
-        ensure_ascii=False))
+        {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": max_length,
+         "clean_up_tokenization_spaces": False, **roles},  # decode as gpt_exp does, without HF's " ." -> "."
+        indent=2, ensure_ascii=False))
