@@ -23,7 +23,7 @@ from gpt_exp import device as devices
 from gpt_exp.data.records import check_data_config, load_records
 from gpt_exp.distributed import SilentTracker
 from gpt_exp.errors import ConfigError
-from gpt_exp.model.build import build_model, check_model_config, init_folder
+from gpt_exp.model.build import adopt_loaded_model, build_model, check_model_config, init_folder
 from gpt_exp.plots import plot_curves
 from gpt_exp.precision import (apply_precision, check_precision, choose_cpu_products, make_loss_scaler,
                                setup_precision)
@@ -85,6 +85,7 @@ def train(cfg: DictConfig, run_dir: Path, run_name: str, group: str | None = Non
 
     # model, optimizer and the compiled steps
     model = build_model(cfg.model, tokenizer.vocab_size)
+    adopt_loaded_model(cfg.model, model.config)  # config.yaml and W&B describe the weights that train
     choose_cpu_products(model, cfg.precision, target)
     network = apply_precision(task.build_network(model), cfg.precision)
     trainer = cfg.trainer
@@ -186,7 +187,7 @@ def train(cfg: DictConfig, run_dir: Path, run_name: str, group: str | None = Non
                **{f"test/{k}": v for k, v in test_metrics.items()}}
     tracker.set_summary(summary)
     tracker.finish("finished", {"run_name": run_name, "main_metric": f"eval/{task.main_metric}",
-                                "greater_is_better": task.greater_is_better})
+                                "greater_is_better": task.greater_is_better, "init_from": cfg.model.init_from})
     log.info("done: %s; run directory %s", "  ".join(f"{k} {v:.4f}" for k, v in summary.items() if v is not None),
              run_dir)
     for prompt, completion in report.get("samples", []):
