@@ -1,4 +1,5 @@
-"""Command line: `python -m gpt_exp [overrides]` (Hydra) and `python -m gpt_exp compare RUN_DIRS...`."""
+"""Command line: `python -m gpt_exp [overrides]` (Hydra), `python -m gpt_exp compare RUN_DIRS...` and
+`python -m gpt_exp sample RUN_DIR [key=value ...]`."""
 from __future__ import annotations
 
 import logging
@@ -117,6 +118,14 @@ def main() -> None:
         from gpt_exp.compare import main as compare_main
 
         sys.exit(compare_main(sys.argv[2:]))
+    if len(sys.argv) > 1 and sys.argv[1] == "sample":
+        from gpt_exp.sample import main as sample_main
+
+        try:
+            sys.exit(sample_main(sys.argv[2:]))
+        except ConfigError as error:
+            print(f"config error: {error}", file=sys.stderr)
+            sys.exit(2)
     import hydra._internal.utils as hydra_utils  # measured on hydra-core 1.3.8: _run_hydra calls it by this name
 
     hydra_utils.run_and_report = report_composition_errors(hydra_utils.run_and_report)

@@ -24,7 +24,7 @@ from gpt_exp.config_check import check_settings
 from gpt_exp.data.records import load_records
 from gpt_exp.distributed import SilentTracker
 from gpt_exp.errors import ConfigError
-from gpt_exp.model.build import build_model, init_folder
+from gpt_exp.model.build import adopt_loaded_model, build_model, init_folder
 from gpt_exp.plots import plot_curves
 from gpt_exp.precision import (apply_precision, check_precision, choose_cpu_products, make_loss_scaler,
                                setup_precision)
@@ -83,6 +83,7 @@ def train(cfg: DictConfig, run_dir: Path, run_name: str, group: str | None = Non
 
     # model, optimizer and the compiled steps
     model = build_model(cfg.model, tokenizer.vocab_size)
+    adopt_loaded_model(cfg.model, model.config)  # config.yaml and W&B describe the weights that train
     choose_cpu_products(model, cfg.precision, target)
     network = apply_precision(task.build_network(model), cfg.precision)
     trainer = cfg.trainer
@@ -184,7 +185,7 @@ def train(cfg: DictConfig, run_dir: Path, run_name: str, group: str | None = Non
                **{f"test/{k}": v for k, v in test_metrics.items()}}
     tracker.set_summary(summary)
     tracker.finish("finished", {"run_name": run_name, "main_metric": f"eval/{task.main_metric}",
-                                "greater_is_better": task.greater_is_better})
+                                "greater_is_better": task.greater_is_better, "init_from": cfg.model.init_from})
     log.info("done: %s; run directory %s", "  ".join(f"{k} {v:.4f}" for k, v in summary.items() if v is not None),
              run_dir)
     for prompt, completion in report.get("samples", []):
@@ -209,5 +210,27 @@ def export_model(model, tokenizer: TextTokenizer, folder: Path) -> None:
     """HF-format weights (loadable by MindNLP / transformers) with the tokenizer beside them."""
     from gpt_exp.model.hf_weights import save_pretrained
 
-    save_pretrained(model, folder)
+    save_pretrained(model, folder, special_token_ids(tokenizer))
     tokenizer.save(folder)
+    write_hf_tokenizer_config(tokenizer, folder, model.config.n_positions)
+
+
+def special_token_ids(tokenizer: TextTokenizer) -> dict[str, int]:
+    """HF's config.json keys for the tokenizer's roles; a vocabulary without a bos starts texts with eos (GPT-2)."""
+    bos = tokenizer.token_id("bos") if tokenizer.has_role("bos") else tokenizer.eos_id
+    return {"bos_token_id": bos, "eos_token_id": tokenizer.eos_id, "pad_token_id": tokenizer.pad_id}
+
+
+def write_hf_tokenizer_config(tokenizer: TextTokenizer, folder: Path, max_length: int) -> None:
+    """tokenizer_config.json, so that transformers' AutoTokenizer reads tokenizer.json with the right special
+    tokens (from config.json's model_type alone it would guess GPT-2's <|endoftext|> for every role)."""
+    import json
+
+    roles = {f"{role}_token": tokenizer.special_tokens[role] for role in ("bos", "eos", "pad", "unk", "sep")
+             if tokenizer.has_role(role)}
+    roles.setdefault("bos_token", tokenizer.special_tokens["eos"])
+    roles.setdefault("pad_token", roles["eos_token"])
+    (folder / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": max_length,
+         "clean_up_tokenization_spaces": False, **roles},  # decode as gpt_exp does, without HF's " ." -> "."
+        indent=2, ensure_ascii=False))

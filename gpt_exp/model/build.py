@@ -5,11 +5,14 @@ import json
 import logging
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from gpt_exp.errors import ConfigError
 
 log = logging.getLogger(__name__)
+MODEL_PRESETS = Path(__file__).resolve().parents[2] / "conf" / "model"
+# what model.init_from decides; dropout stays the run's own (a fine-tune picks its dropout)
+ADOPTED_KEYS = ("arch", "n_layer", "n_head", "n_embd", "n_positions", "layer_norm_epsilon")
 
 
 def looks_like_path(name: str) -> bool:
@@ -128,3 +131,66 @@ def build_model(model: DictConfig, vocab_size: int):
             f"{vocab_size}: they are not the same tokenizer. Fix: choose the tokenizer the weights were trained with "
             f"(tokenizer=gpt2_bpe for OpenAI's GPT-2; a gpt_exp run brings its own).")
     return gpt
+
+
+# ---------------------------------------------------------------------------------------- labels
+
+def source_model_name(init_from: str | None, default: str) -> str:
+    """What the run is named after: `model.name`, or with `model.init_from` the model the weights are.
+
+    A gpt_exp run: the model.name in its config.yaml; another HF-format folder: the preset of the same shape
+    (`gpt1`, `gpt2`, ...) or `<arch>-<n_layer>x<n_embd>`; a hub id: its name. Never raises (it runs inside
+    Hydra's interpolation of the run directory); a bad init_from is reported by check_model_config.
+    """
+    if not init_from:
+        return default
+    try:
+        folder = init_folder(init_from)
+    except ConfigError:
+        return default
+    if folder is None:
+        return str(init_from).rstrip("/").split("/")[-1]
+    run_config = folder.parent / "config.yaml"
+    if folder.name == "model" and run_config.exists():
+        name = OmegaConf.select(OmegaConf.load(run_config), "model.name")
+        if name:
+            return str(name)
+    from gpt_exp.model.hf_weights import config_from_hf
+
+    try:
+        config = config_from_hf(json.loads((folder / "config.json").read_text()))
+    except (ValueError, KeyError):
+        return default
+    return _preset_of_shape(config) or f"{config.arch}-{config.n_layer}x{config.n_embd}"
+
+
+def _preset_of_shape(config) -> str | None:
+    for path in sorted(MODEL_PRESETS.glob("*.yaml")):
+        preset = OmegaConf.load(path)
+        if all(preset.get(key) == getattr(config, key) for key in ("arch", "n_layer", "n_head", "n_embd", "n_positions")):
+            return str(preset.name)
+    return None
+
+
+def adopt_loaded_model(model: DictConfig, config) -> None:
+    """With model.init_from the loaded weights decide the architecture and size: write theirs into the run's config
+    (config.yaml, W&B), with the absolute path they came from, so that no record calls a GPT-1 `gpt2-tiny`."""
+    if not model.get("init_from"):
+        return
+    adopted = {"name": source_model_name(model.init_from, model.name),
+               **{key: getattr(config, key) for key in ADOPTED_KEYS}}
+    changed = [f"{key} {model.get(key)} -> {value}" for key, value in adopted.items() if model.get(key) != value]
+    if changed:
+        log.info("model.init_from=%s decides the model: %s", model.init_from, ", ".join(changed))
+    with open_dict(model):
+        model.update(adopted)
+        model.init_from = weights_source(model.init_from)
+
+
+def weights_source(init_from: str | None) -> str | None:
+    """Where the weights came from: the absolute path of a local folder or run, else the hub id."""
+    if not init_from:
+        return None
+    path = Path(str(init_from)).expanduser()
+    return str(path.resolve()) if path.exists() else str(init_from)
+

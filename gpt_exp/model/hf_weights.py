@@ -123,16 +123,21 @@ def _canonical_name(name: str) -> str:
 
 # ---------------------------------------------------------------------------------------- folders
 
-def save_pretrained(model: GPT, folder: str) -> None:
-    """Write config.json + model.safetensors, readable by HF / MindNLP `from_pretrained`."""
+def save_pretrained(model: GPT, folder: str, special_token_ids: dict[str, int] | None = None) -> None:
+    """Write config.json + model.safetensors, readable by HF / MindNLP `from_pretrained`.
+
+    special_token_ids: `bos_token_id` / `eos_token_id` / `pad_token_id` of the tokenizer, written into
+    config.json. Without them HF assumes GPT-2's 50256, and its `generate` never stops at end of sequence.
+    """
     from safetensors.numpy import save_file
 
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, CONFIG_FILE), "w") as f:
-        json.dump(config_to_hf(model.config), f, indent=2)
+        json.dump({**config_to_hf(model.config), **(special_token_ids or {})}, f, indent=2)
     tensors = {name: np.ascontiguousarray(value) for name, value in state_dict(model).items()}
     # HF transformers refuses safetensors files without this metadata
     save_file(tensors, os.path.join(folder, SAFETENSORS_FILE), metadata={"format": "pt"})
+    os.chmod(os.path.join(folder, SAFETENSORS_FILE), 0o644)  # safetensors writes 0600, unlike every other file here
 
 
 def load_pretrained(name_or_path: str, **overrides) -> GPT:

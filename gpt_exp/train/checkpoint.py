@@ -33,6 +33,7 @@ def save(state: TrainState, path: Path, record: dict) -> None:
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")  # MindSpore insists on the .ckpt suffix
     params = [{"name": name, "data": p} for name, p in state.named_state().items()]
     mindspore.save_checkpoint(params, str(tmp), append_dict={"record": json.dumps(record)})
+    os.chmod(tmp, 0o644)  # MindSpore writes 0400: a user could not copy or replace it without chmod
     os.replace(tmp, path)
 
 

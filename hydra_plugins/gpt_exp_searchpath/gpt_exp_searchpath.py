@@ -9,7 +9,10 @@ application only (recognised by its `conf/` folder on the search path):
   `--help` lists only what `+sweep=` accepts;
 - the resolver `${gpt_exp.direction:${task._target_}}`: `maximize` when the task's main metric is
   greater-is-better (accuracy, ROUGE), else `minimize` (loss), so an Optuna search never optimises
-  the wrong way after `task=` changes.
+  the wrong way after `task=` changes;
+- the resolver `${gpt_exp.model_name:${model.name},${model.init_from}}` in `run_name`: the name of the
+  model the weights of `model.init_from` are (a GPT-1 run fine-tuned under `model=gpt2-tiny` is still
+  named gpt1-tiny), else `model.name` (gpt_exp/model/build.py: source_model_name).
 """
 from __future__ import annotations
 
@@ -102,3 +105,13 @@ def _direction(task_target: str) -> str:
 
 if not OmegaConf.has_resolver("gpt_exp.direction"):
     OmegaConf.register_new_resolver("gpt_exp.direction", _direction)
+
+
+def _model_name(name: str, init_from: str | None) -> str:
+    from gpt_exp.model.build import source_model_name
+
+    return source_model_name(init_from, name)
+
+
+if not OmegaConf.has_resolver("gpt_exp.model_name"):
+    OmegaConf.register_new_resolver("gpt_exp.model_name", _model_name)
