@@ -55,12 +55,14 @@ def resumed_config(cfg: DictConfig) -> DictConfig:
     """`trainer.resume=<dir>` alone continues the run with its saved config; what the command line changed
     is found by composing the defaults (no overrides) beside it."""
     from hydra import compose
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from gpt_exp import resume
 
-    resume_dir = Path(cfg.trainer.resume)
-    with resume.failures_recorded(resume_dir):
-        return resume.resumed_config(cfg, compose(config_name="train"))
+    overrides = OverridesParser.create().parse_overrides(list(HydraConfig.get().overrides.task))
+    with resume.failures_recorded(Path(cfg.trainer.resume)):
+        return resume.resumed_config(cfg, compose(config_name="train"), [o.key_or_group for o in overrides])
 
 
 def result_metric(cfg: DictConfig) -> str:

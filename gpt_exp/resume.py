@@ -54,15 +54,18 @@ def saved_config(resume_dir: Path) -> DictConfig:
     return OmegaConf.load(path)
 
 
-def resumed_config(given: DictConfig, defaults: DictConfig) -> DictConfig:
+def resumed_config(given: DictConfig, defaults: DictConfig, overridden: list[str] = ()) -> DictConfig:
     """The config of `trainer.resume=<dir> [overrides]`: the run's own config.yaml, with only the keys of
-    MAY_CHANGE taken from the command line. `defaults` is the config composed with no overrides: what the
-    command line changed is what differs from it; a change to any other key must agree with the run."""
+    MAY_CHANGE taken from the command line. What the command line set is every key under `overridden`
+    (the keys and groups of its overrides) and every key that differs from `defaults` (the config composed
+    with no overrides: what a preset such as debug=smoke changed); any of them outside MAY_CHANGE must
+    agree with the run."""
     resume_dir = Path(given.trainer.resume)
     saved = saved_config(resume_dir)
     given_flat, default_flat, saved_flat = _flat(given), _flat(defaults), _flat(saved)
-    changed = sorted(k for k, v in given_flat.items() if k not in default_flat or default_flat[k] != v)
-    for key in changed:
+    changed = {k for k, v in given_flat.items() if k not in default_flat or default_flat[k] != v}
+    changed |= {k for k in given_flat for o in overridden if k == o or k.startswith(o + ".")}
+    for key in _names_first(changed):
         if key in MAY_CHANGE or key.startswith(NOT_COMPARED):
             continue
         was = saved_flat.get(key, default_flat.get(key))
@@ -82,7 +85,7 @@ def resumed_config(given: DictConfig, defaults: DictConfig) -> DictConfig:
 def check_same_run(cfg: DictConfig, resume_dir: Path) -> None:
     """Refuses a resume whose config would train another run than the one in `resume_dir`."""
     saved_flat, given_flat = _flat(saved_config(resume_dir)), _flat(cfg)
-    for key in sorted(saved_flat.keys() & given_flat.keys()):
+    for key in _names_first(saved_flat.keys() & given_flat.keys()):
         if key in MAY_CHANGE or key.startswith(NOT_COMPARED):
             continue
         if saved_flat[key] != given_flat[key]:
@@ -93,6 +96,11 @@ def _changed_key(resume_dir: Path, key: str, was, given) -> ConfigError:
     return ConfigError(f"{key}={_show(given)}: the run in {resume_dir} was trained with {key}={_show(was)}, "
                        f"and a resume continues that run. Fix: leave {key} as it was (a resume may change only "
                        f"trainer.max_steps and logger.mode), or start a new run in a new directory")
+
+
+def _names_first(keys) -> list[str]:
+    """Sorted, with each group's `name` first: another model is reported as model.name, not model.arch."""
+    return sorted(keys, key=lambda k: (not k.endswith(".name"), k))
 
 
 def _show(value) -> str:
