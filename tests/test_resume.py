@@ -211,6 +211,7 @@ def _assert_each_step_once(run_dir: Path, max_steps: int) -> list[dict]:
     return rows
 
 
+@pytest.mark.slow  # a real 20-step run (shared) and a resumed one: ~25 s each on 2 cores
 def test_a_resume_after_a_kill_records_each_step_once(finished_run, shakespeare_excerpt, tmp_path):
     run_dir = _copy(finished_run, tmp_path)
     _as_if_killed_after_step_15(run_dir)
@@ -221,9 +222,9 @@ def test_a_resume_after_a_kill_records_each_step_once(finished_run, shakespeare_
     rows = _assert_each_step_once(run_dir, 20)
     assert rows[:len(before)] == before  # the rows up to the checkpoint are kept as they were
     assert not list((run_dir / "checkpoints").glob(".tmp-*"))
-    reference = {r["step"]: r for r in read_metrics(finished_run)}
-    resumed = {r["step"]: r for r in rows}
-    assert resumed[20]["train/loss"] == pytest.approx(reference[20]["train/loss"], rel=1e-4)
+    reference = {r["step"]: r["train/loss"] for r in read_metrics(finished_run) if "train/loss" in r}
+    resumed = {r["step"]: r["train/loss"] for r in rows if "train/loss" in r}
+    assert resumed == pytest.approx(reference, rel=1e-4)  # no dropout: the numbers of the run that never stopped
     assert result["test/loss"] == pytest.approx(json.loads((finished_run / "summary.json").read_text())
                                                 ["summary"]["test/loss"], rel=1e-4)
     # the earlier W&B record is out of `wandb sync`'s way; the new one has the same run id
@@ -232,6 +233,7 @@ def test_a_resume_after_a_kill_records_each_step_once(finished_run, shakespeare_
     assert json.loads((run_dir / "summary.json").read_text())["wandb_id"] == wandb_id
 
 
+@pytest.mark.slow  # a real 20-step run (shared) and a resumed one: ~25 s each on 2 cores
 def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(finished_run, shakespeare_excerpt, tmp_path):
     run_dir = _copy(finished_run, tmp_path)
     _damage(run_dir / "checkpoints" / "step-000020.ckpt", "0xFF")
@@ -241,6 +243,7 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(finished_run, 
     assert result["best/step"] == 20
 
 
+@pytest.mark.slow  # a real 20-step run (shared) and a resumed one: ~25 s each on 2 cores
 def test_a_larger_max_steps_recomputes_the_schedule(finished_run, shakespeare_excerpt, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # where a graph-compile failure would write rank_0/om/analyze_fail.ir
     run_dir = _copy(finished_run, tmp_path)
@@ -255,6 +258,7 @@ def test_a_larger_max_steps_recomputes_the_schedule(finished_run, shakespeare_ex
     assert not (tmp_path / "rank_0").exists()
 
 
+@pytest.mark.slow  # a real 20-step run (shared) and a resumed one: ~25 s each on 2 cores
 def test_a_refused_resume_records_its_error_and_adds_no_wandb_run(finished_run, shakespeare_excerpt, tmp_path):
     run_dir = _copy(finished_run, tmp_path)
     wandb_dirs = sorted(p.name for p in (run_dir / "wandb").iterdir())
