@@ -43,6 +43,9 @@ def hydra_entry(cfg: DictConfig) -> float | None:
     run_name = f"{cfg.run_name}[{overrides}]" if multirun and overrides else cfg.run_name
     group = Path(hydra_cfg.sweep.dir).name if multirun else None
     try:
+        if cfg.trainer.resume:  # the run's own config.yaml, with the few changes a resume may make
+            cfg = resumed_config(cfg)
+            run_name = cfg.run_name
         from gpt_exp.run import train
 
         result = train(cfg, run_dir, run_name, group)
@@ -58,6 +61,20 @@ def hydra_entry(cfg: DictConfig) -> float | None:
             raise
         return record_failure(run_dir, run_name, error)
     return result.get(f"best/{result_metric(cfg)}")
+
+
+def resumed_config(cfg: DictConfig) -> DictConfig:
+    """`trainer.resume=<dir>` alone continues the run with its saved config; what the command line changed
+    is found by composing the defaults (no overrides) beside it."""
+    from hydra import compose
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from gpt_exp import resume
+
+    overrides = OverridesParser.create().parse_overrides(list(HydraConfig.get().overrides.task))
+    with resume.failures_recorded(Path(cfg.trainer.resume)):
+        return resume.resumed_config(cfg, compose(config_name="train"), [o.key_or_group for o in overrides])
 
 
 def result_metric(cfg: DictConfig) -> str:

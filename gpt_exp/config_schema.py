@@ -47,6 +47,7 @@ def setting(default: Any, help: str, *, min: float | None = None, max: float | N
 class PathsConfig:
     cache_dir: str = setting(REQUIRED, "where data, tokenizers and downloaded packages are cached (shared by runs)")
     output_dir: Optional[str] = setting(None, "the run directory; null: Hydra's outputs/DATE/TIME_NAME")
+    overwrite: bool = setting(False, "delete an earlier run in the run directory first (else it is refused)")
 
 
 @dataclass(kw_only=True)

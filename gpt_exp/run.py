@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import mindspore
@@ -20,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from gpt_exp import device as devices
+from gpt_exp import resume
 from gpt_exp.config_check import check_settings
 from gpt_exp.data.records import load_records
 from gpt_exp.distributed import SilentTracker
@@ -52,17 +54,47 @@ def check_config(cfg: DictConfig) -> str:
         require_hub(cfg.tokenizer.name, config_key="tokenizer.name",
                     fix="use a tokenizer built from local files: tokenizer=gpt2_bpe, bert_chinese or corpus_bpe")
     trainer = cfg.trainer
-    if trainer.resume and not (Path(trainer.resume) / "checkpoints" / "last.ckpt").exists():
-        raise ConfigError(f"trainer.resume={trainer.resume} has no checkpoints/last.ckpt. "
-                          f"Fix: give the directory of a run that saved a checkpoint.")
+    if trainer.resume:
+        if not checkpoint.candidates(Path(trainer.resume) / "checkpoints"):
+            raise ConfigError(f"trainer.resume={trainer.resume} has no checkpoint in checkpoints/. "
+                              f"Fix: give the directory of a run that saved a checkpoint.")
+        resume.check_same_run(cfg, Path(trainer.resume))
     return target
 
 
+def prepare_run_dir(cfg: DictConfig, run_dir: Path) -> None:
+    """A new run gets a directory of its own: an earlier run there is refused, or cleared on request."""
+    if cfg.paths.get("overwrite"):
+        resume.clear_run_dir(run_dir)
+    else:
+        resume.refuse_existing_run(run_dir, "paths.output_dir" if cfg.paths.get("output_dir") else "hydra.run.dir")
+
+
+def restore(state: checkpoint.TrainState, batches: BatchIterator, run_dir: Path, max_steps: int) -> dict:
+    """Loads the newest good checkpoint and cuts the local record back to its step."""
+    record, path = resume.load_newest_good(state, run_dir / "checkpoints")
+    if max_steps < record["step"]:
+        raise ConfigError(f"trainer.max_steps={max_steps}: the run in {run_dir} is at step {record['step']} already. "
+                          f"Fix: give trainer.max_steps={record['step']} or more")
+    batches.load_state_dict(record["batches"])
+    dropped = resume.cut_metrics(run_dir, record["step"])
+    for stale in ("summary.json", "error.txt"):  # they describe an attempt this one supersedes
+        (run_dir / stale).unlink(missing_ok=True)
+    log.info("resumed %s from %s at step %d (%d later rows of metrics.jsonl dropped)", run_dir, path.name,
+             record["step"], dropped)
+    return record
+
+
 def train(cfg: DictConfig, run_dir: Path, run_name: str, group: str | None = None) -> dict:
-    target = check_config(cfg)
+    resume_dir = Path(cfg.trainer.resume) if cfg.trainer.resume else None
+    # a resume that fails before training leaves its error in the run's records (and starts no W&B run)
+    resume_failures = (lambda: resume.failures_recorded(resume_dir)) if resume_dir else nullcontext
+    with resume_failures():
+        target = check_config(cfg)
+    if not resume_dir:
+        prepare_run_dir(cfg, run_dir)
     world = instantiate(cfg.distributed).setup(cfg.device, target)  # the device, then the other ranks (msrun)
     setup_precision(cfg.precision, target)  # CPU bf16 matrix products: before the first kernel
-    resume_dir = Path(cfg.trainer.resume) if cfg.trainer.resume else None
     run_dir = resume_dir or run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     cache_dir = Path(cfg.paths.cache_dir).expanduser()
@@ -101,31 +133,39 @@ def train(cfg: DictConfig, run_dir: Path, run_name: str, group: str | None = Non
              cfg.model.name, model.num_parameters() / 1e6, tokenizer.vocab_size, max_steps, trainer.grad_accum_steps,
              trainer.batch_size, target)
 
-    start_step, best, resume_id = 0, None, None
-    last_path, best_path = run_dir / "checkpoints" / "last.ckpt", run_dir / "checkpoints" / "best.ckpt"
+    start_step, best, wandb_resume = 0, None, None
+    checkpoints, best_path = run_dir / "checkpoints", run_dir / "checkpoints" / "best.ckpt"
     if resume_dir:
-        record = checkpoint.load(state, last_path)
-        batches.load_state_dict(record["batches"])
-        start_step, best, resume_id = record["step"], record["best"], record.get("wandb_id")
-        log.info("resumed %s at step %d", run_dir, start_step)
+        with resume_failures():
+            record = restore(state, batches, run_dir, max_steps)
+        start_step, best = record["step"], record["best"]
+        if world.is_main:
+            wandb_resume = resume.plan_wandb(run_dir, record.get("wandb_id"), cfg.logger.mode)
     if world.is_main:  # data parallel: rank 0 writes for every rank
         tokenizer.save(run_dir / "tokenizer")
         if not resume_dir:
             OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-    tracker = RunTracker(cfg, run_dir, run_name, group, resume_id=resume_id) if world.is_main else SilentTracker()
+    tracker = (RunTracker(cfg, run_dir, run_name, group, wandb_resume=wandb_resume) if world.is_main
+               else SilentTracker())
+    if resume_dir and world.is_main:  # W&B gets the steps up to the checkpoint that it lacks
+        tracker.replay(resume.rows_by_step(run_dir, tracker.wandb_last_step))
 
     # the loop
     def evaluate(split: str) -> dict:
         network.set_train(False)
         metrics = task.evaluate(eval_step, splits[split], trainer.batch_size,
-                                trainer.eval_batches if split == "validation" else None)
+                                trainer.eval_batches if split == "validation" else trainer.test_batches)
         network.set_train(True)
         return metrics
 
-    def save_checkpoint(path: Path, step: int) -> None:
+    def save_checkpoint(path: Path | None, step: int) -> None:
+        """`path` None: the step checkpoint (step-NNNNNN.ckpt, last.ckpt, the newest keep_checkpoints kept)."""
         if world.is_main:
-            checkpoint.save(state, path, {"step": step, "best": best, "batches": batches.state_dict(),
-                                          "wandb_id": tracker.run_id})
+            record = {"step": step, "best": best, "batches": batches.state_dict(), "wandb_id": tracker.run_id}
+            if path is None:
+                checkpoint.save_step(state, checkpoints, step, record, trainer.keep_checkpoints)
+            else:
+                checkpoint.save(state, path, record)
 
     tokens_per_step = trainer.batch_size * trainer.grad_accum_steps * task.tokens_per_sample * world.size
     network.set_train(True)
@@ -162,7 +202,7 @@ def train(cfg: DictConfig, run_dir: Path, run_name: str, group: str | None = Non
                 save_checkpoint(best_path, done)
             window_start = time.perf_counter()  # evaluation time is not training throughput
         if done % trainer.checkpoint_interval == 0 or done == max_steps:
-            save_checkpoint(last_path, done)
+            save_checkpoint(None, done)
     progress.close()
     if not world.is_main:  # rank 0 tests, exports and reports
         return {"rank": world.rank, "run_dir": str(run_dir)}

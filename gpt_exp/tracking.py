@@ -18,17 +18,23 @@ log = logging.getLogger(__name__)
 
 
 class RunTracker:
-    def __init__(self, cfg: DictConfig, run_dir: Path, name: str, group: str | None, resume_id: str | None = None):
+    def __init__(self, cfg: DictConfig, run_dir: Path, name: str, group: str | None, resume_id: str | None = None,
+                 wandb_resume=None):
+        """`wandb_resume` (gpt_exp.resume.WandbResume) says how a resumed run meets its earlier W&B record."""
         self.run_dir = run_dir
         self.metrics_path = run_dir / "metrics.jsonl"
         self.summary: dict = {}
         self.wandb_run = None
-        self.run_id = resume_id
+        self.run_id = wandb_resume.run_id if wandb_resume else resume_id
+        self.continues = bool(wandb_resume and wandb_resume.continues)
+        self.wandb_last_step = wandb_resume.last_step if wandb_resume else None  # W&B holds these steps already
         logger = cfg.logger
         if logger.mode != "disabled":
-            self.wandb_run = self._start_wandb(cfg, name, group, resume_id)
+            self.wandb_run = self._start_wandb(cfg, name, group, self.run_id)
             if self.wandb_run is not None:
                 self.run_id = self.wandb_run.id
+                if self.continues and self.wandb_run.resumed and self.wandb_run.starting_step > 0:
+                    self.wandb_last_step = self.wandb_run.starting_step - 1  # online: the server's last step
 
     def _start_wandb(self, cfg: DictConfig, name: str, group: str | None, resume_id: str | None):
         logger = cfg.logger
@@ -40,7 +46,7 @@ class RunTracker:
                 dir=str(self.run_dir), name=name, group=logger.get("group") or group,
                 job_type=cfg.task.name, tags=list(logger.get("tags") or []), notes=logger.get("notes"),
                 config=OmegaConf.to_container(cfg, resolve=True), id=resume_id,
-                resume="allow" if resume_id else None, reinit="finish_previous",
+                resume="allow" if self.continues else None, reinit="finish_previous",
                 settings=wandb.Settings(init_timeout=90, silent=True))
         except Exception as error:  # no account, no network, a broken install: train on, record locally
             log.warning("W&B is off for this run (%s: %s); metrics still go to %s",
@@ -51,7 +57,14 @@ class RunTracker:
         clean = {k: (float(v) if v is not None else None) for k, v in metrics.items()}
         with self.metrics_path.open("a") as f:
             f.write(json.dumps({"step": step, "time": time.time(), **_json_safe(clean)}) + "\n")
-        self._wandb("log", clean, step=step)
+        if self.wandb_last_step is None or step > self.wandb_last_step:  # W&B keeps each step once
+            self._wandb("log", clean, step=step)
+
+    def replay(self, rows: list[tuple[int, dict]]) -> None:
+        """Sends rows of metrics.jsonl that W&B lacks (a resumed run's earlier steps), W&B only."""
+        for step, values in rows:
+            if self.wandb_last_step is None or step > self.wandb_last_step:
+                self._wandb("log", values, step=step)
 
     def log_table(self, key: str, columns: list[str], rows: list[list], step: int | None = None) -> None:
         (self.run_dir / f"{key.replace('/', '_')}.jsonl").write_text(
