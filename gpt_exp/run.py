@@ -93,13 +93,12 @@ def train(cfg: DictConfig, run_dir: Path, run_name: str, group: str | None = Non
         target = check_config(cfg)
     if not resume_dir:
         prepare_run_dir(cfg, run_dir)
+    seed_everything(cfg.seed, cfg.trainer.deterministic)  # before the communication init
     world = instantiate(cfg.distributed).setup(cfg.device, target)  # the device, then the other ranks (msrun)
     setup_precision(cfg.precision, target)  # CPU bf16 matrix products: before the first kernel
     run_dir = resume_dir or run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     cache_dir = Path(cfg.paths.cache_dir).expanduser()
-    mindspore.set_seed(cfg.seed)
-    np.random.seed(cfg.seed)
 
     # data, tokenizer and the task's arrays
     try:
@@ -231,6 +230,14 @@ def train(cfg: DictConfig, run_dir: Path, run_name: str, group: str | None = Non
     for prompt, completion in report.get("samples", []):
         log.info("sample | %s%s", prompt, completion)
     return {**summary, "run_dir": str(run_dir)}
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """The same seed, config and host give the same numbers: MindSpore's seed (initial weights, dropout
+    masks), numpy's, and MindSpore's deterministic kernels (`trainer.deterministic`)."""
+    mindspore.set_seed(seed)
+    np.random.seed(seed)
+    mindspore.set_deterministic(bool(deterministic))
 
 
 def build_tokenizer(cfg: DictConfig, task, records, cache_dir: Path) -> TextTokenizer:

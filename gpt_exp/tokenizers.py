@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+from gpt_exp.data.cache import entry_lock, publish_entry, verified_entry
 
 
 class TextTokenizer:
@@ -70,12 +70,17 @@ class TextTokenizer:
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:
         return self.backend.decode(list(ids), skip_special_tokens=skip_special_tokens)
 
+    def files(self) -> dict[str, bytes]:
+        """File name -> content of the saved form (what `save` writes and `load` reads)."""
+        return {"tokenizer.json": self.backend.to_str(pretty=True).encode("utf-8"),
+                "special_tokens.json": json.dumps({"name": self.name, "special_tokens": self.special_tokens},
+                                                  indent=2).encode("utf-8")}
+
     def save(self, folder: str | Path) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self.backend.save(str(folder / "tokenizer.json"))
-        (folder / "special_tokens.json").write_text(
-            json.dumps({"name": self.name, "special_tokens": self.special_tokens}, indent=2))
+        for name, content in self.files().items():
+            (folder / name).write_bytes(content)
 
     @classmethod
     def load(cls, folder: str | Path) -> "TextTokenizer":
@@ -108,31 +113,68 @@ def bert_chinese(cache_dir: str | Path, corpus: Callable[[], Iterator[str]] | No
     return TextTokenizer(backend, roles, "bert_chinese")
 
 
+CORPUS_BPE_SPECIALS = {"unk": "<unk>", "eos": "<|endoftext|>", "bos": "<|endoftext|>"}
+WORD_END = "</w>"
+
+
 def corpus_bpe(cache_dir: str | Path, corpus: Callable[[], Iterator[str]], corpus_id: str,
                vocab_size: int = 4096, min_frequency: int = 2, lowercase: bool = True) -> TextTokenizer:
-    """A GPT-1 style BPE (word-final `</w>`) trained on `corpus`, cached under its settings."""
+    """A GPT-1 style BPE (word-final `</w>`) trained on `corpus`, cached under its settings.
+
+    The same corpus and settings give a byte-identical tokenizer.json on every build and machine,
+    and concurrent first runs train it once (the others wait on the cache entry's lock and load it).
+    """
+    settings = {"corpus_id": corpus_id, "vocab_size": vocab_size, "min_frequency": min_frequency,
+                "lowercase": lowercase}
     key = hashlib.sha256(json.dumps([corpus_id, vocab_size, min_frequency, lowercase]).encode()).hexdigest()[:16]
     folder = Path(cache_dir) / "tokenizers" / f"corpus_bpe-{key}"
-    if (folder / "tokenizer.json").exists():
-        return TextTokenizer.load(folder)
+    with entry_lock(folder):
+        if verified_entry(folder, lambda info: info.get("settings") == settings) is None:
+            tokenizer = TextTokenizer(train_corpus_bpe(corpus, vocab_size, min_frequency, lowercase),
+                                      CORPUS_BPE_SPECIALS, "corpus_bpe")
+            publish_entry(folder, tokenizer.files(), {"kind": "corpus_bpe", "settings": settings,
+                                                      "vocab_size": tokenizer.vocab_size})
+    return TextTokenizer.load(folder)  # what the cache holds is what this run uses
 
-    backend = Tokenizer(models.BPE(unk_token="<unk>", end_of_word_suffix="</w>"))
+
+def train_corpus_bpe(corpus: Callable[[], Iterator[str]], vocab_size: int, min_frequency: int,
+                     lowercase: bool) -> Tokenizer:
+    """The BPE of `corpus`, deterministic.
+
+    HF tokenizers' BpeTrainer (0.19) gives each word-final symbol ("e</w>") its id in the order it
+    meets them while iterating a Rust HashMap of the words, which is seeded randomly per process; ties
+    between equally frequent merges are broken by those ids, so two builds differed in ~1% of ids and
+    in the merges at the vocabulary's cut. Declaring every word-final symbol up front, in sorted order,
+    as a trainer special token fixes their ids; they are then turned back into ordinary vocabulary.
+    """
+    backend = Tokenizer(models.BPE(unk_token="<unk>", end_of_word_suffix=WORD_END))
     backend.normalizer = normalizers.Sequence(
         [normalizers.NFKC(), normalizers.Lowercase()] if lowercase else [normalizers.NFKC()])
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()  # words and punctuation, like GPT-1's spaCy step
-    backend.decoder = decoders.BPEDecoder(suffix="</w>")
+    backend.decoder = decoders.BPEDecoder(suffix=WORD_END)
+    specials = list(dict.fromkeys(CORPUS_BPE_SPECIALS.values()))
+    word_ends = _word_final_symbols(backend, corpus())
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, min_frequency=min_frequency, end_of_word_suffix="</w>",
-        special_tokens=["<unk>", "<|endoftext|>"], show_progress=True)
+        vocab_size=vocab_size, min_frequency=min_frequency, end_of_word_suffix=WORD_END,
+        special_tokens=specials + word_ends, show_progress=False)
     backend.train_from_iterator(corpus(), trainer=trainer)
-    tokenizer = TextTokenizer(backend, {"unk": "<unk>", "eos": "<|endoftext|>", "bos": "<|endoftext|>"}, "corpus_bpe")
-    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
-    tokenizer.save(tmp)
-    try:
-        tmp.rename(folder)  # atomic: a parallel job that lost the race keeps the winner's copy
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return tokenizer
+    return _as_plain_vocabulary(backend, set(word_ends))
+
+
+def _word_final_symbols(backend: Tokenizer, texts: Iterable[str]) -> list[str]:
+    """Sorted "<last char></w>" of every word the trainer will see."""
+    last_chars = set()
+    for text in texts:
+        words = backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(text))
+        last_chars.update(word[-1] for word, _ in words if word)
+    return [char + WORD_END for char in sorted(last_chars)]
+
+
+def _as_plain_vocabulary(backend: Tokenizer, tokens: set[str]) -> Tokenizer:
+    """The tokenizer with `tokens` no longer added/special tokens (they stay in the BPE vocabulary, same ids)."""
+    content = json.loads(backend.to_str())
+    content["added_tokens"] = [added for added in content["added_tokens"] if added["content"] not in tokens]
+    return Tokenizer.from_str(json.dumps(content))
 
 
 def saved(cache_dir: str | Path, path: str, corpus=None, **_) -> TextTokenizer:

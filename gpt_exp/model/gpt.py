@@ -17,6 +17,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Normal, initializer
+from mindspore.common.seed import _get_graph_seed
 
 ARCHS = ("gpt1", "gpt2")
 
@@ -128,6 +129,30 @@ class Conv1D(nn.Cell):
         return (y + self.bias).reshape(out_shape)
 
 
+class SeededDropout(nn.Cell):
+    """nn.Dropout whose masks follow from the seed alone: the same seed gives the same masks.
+
+    MindSpore 2.10's CPU Dropout kernel (DropoutCpuKernelMod) draws all elements from one
+    std::default_random_engine shared by the parallel tasks of ParallelLaunchAutoSearch, so which
+    element gets which draw depends on thread timing and on the task count that search picks: two
+    processes with the same seed gave the same masks for ~5 calls, then different ones, and
+    `mindspore.set_deterministic(True)` does not change it. UniformReal's kernel draws serially from
+    its seeded generator. Seeds come from `mindspore.set_seed` exactly as nn.Dropout takes them.
+    """
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = float(p)
+        seed0, seed1 = _get_graph_seed(0, "dropout")
+        self.uniform = ops.UniformReal(seed=seed0, seed2=seed1)
+
+    def construct(self, x):
+        if not self.training or self.p == 0:
+            return x
+        keep = (self.uniform(x.shape) >= self.p).astype(x.dtype)
+        return x * keep * (1.0 / (1.0 - self.p))
+
+
 class CausalSelfAttention(nn.Cell):
     def __init__(self, config: GPTConfig):
         super().__init__()
@@ -135,8 +160,8 @@ class CausalSelfAttention(nn.Cell):
         self.scale = 1.0 / math.sqrt(config.n_embd // config.n_head)
         self.c_attn = Conv1D(config.n_embd, 3 * config.n_embd)
         self.c_proj = Conv1D(config.n_embd, config.n_embd, std=_residual_std(config))
-        self.attn_dropout = nn.Dropout(p=config.dropout)
-        self.resid_dropout = nn.Dropout(p=config.dropout)
+        self.attn_dropout = SeededDropout(config.dropout)
+        self.resid_dropout = SeededDropout(config.dropout)
         self.query_key = ops.BatchMatMul(transpose_b=True)
         self.weigh_values = ops.BatchMatMul()
 
@@ -173,7 +198,7 @@ class MLP(nn.Cell):
         super().__init__()
         self.c_fc = Conv1D(config.n_embd, 4 * config.n_embd)
         self.c_proj = Conv1D(4 * config.n_embd, config.n_embd, std=_residual_std(config))
-        self.dropout = nn.Dropout(p=config.dropout)
+        self.dropout = SeededDropout(config.dropout)
 
     def construct(self, x):
         return self.dropout(self.c_proj(gelu_new(self.c_fc(x))))
@@ -216,7 +241,7 @@ class GPT2Transformer(nn.Cell):
         super().__init__()
         self.wte = Embedding(config.vocab_size, config.n_embd)
         self.wpe = Embedding(config.n_positions, config.n_embd)
-        self.drop = nn.Dropout(p=config.dropout)
+        self.drop = SeededDropout(config.dropout)
         self.h = nn.CellList([PreLNBlock(config) for _ in range(config.n_layer)])
         self.ln_f = LayerNorm(config.n_embd, config.layer_norm_epsilon)
 
@@ -237,7 +262,7 @@ class GPT1Transformer(nn.Cell):
         super().__init__()
         self.tokens_embed = Embedding(config.vocab_size, config.n_embd)
         self.positions_embed = Embedding(config.n_positions, config.n_embd)
-        self.drop = nn.Dropout(p=config.dropout)
+        self.drop = SeededDropout(config.dropout)
         self.h = nn.CellList([PostLNBlock(config) for _ in range(config.n_layer)])
 
     def token_embedding(self) -> Embedding:

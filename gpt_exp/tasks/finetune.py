@@ -29,6 +29,7 @@ from mindspore import Tensor, nn, ops
 from mindspore.common.initializer import Normal
 
 from gpt_exp.errors import ConfigError
+from gpt_exp.model.gpt import SeededDropout
 from gpt_exp.tasks.base import Task
 from gpt_exp.train.batches import eval_batches
 from gpt_exp.truncation import truncate, truncate_pair
@@ -103,7 +104,7 @@ class FinetuneNetwork(nn.Cell):
         super().__init__()
         self.model = model
         self.head = nn.Dense(model.config.n_embd, n_outputs, weight_init=Normal(0.02), bias_init="zeros")
-        self.head_dropout = nn.Dropout(p=head_dropout)
+        self.head_dropout = SeededDropout(head_dropout)
         self.lm_coef = float(lm_coef)
         self.use_lm_loss = self.lm_coef > 0  # a Python constant: graph mode compiles only the branch taken
 
