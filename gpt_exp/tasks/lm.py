@@ -18,6 +18,7 @@ from gpt_exp import metrics
 from gpt_exp.errors import ConfigError
 from gpt_exp.tasks.base import Task
 from gpt_exp.tasks.losses import mean_cross_entropy, token_cross_entropy
+from gpt_exp.text import readable_text
 from gpt_exp.train.batches import eval_batches
 
 
@@ -134,6 +135,8 @@ class TextBlocks(dict):
 
 def continuation(tokenizer, prompt_ids: list[int], new_ids: list[int]) -> str:
     """The new tokens' text as it follows the prompt. Decoded together with the prompt, because a word-level
-    BPE (corpus_bpe's `</w>`) puts the space between words only when it sees both of them."""
-    prompt_text, whole = tokenizer.decode(prompt_ids), tokenizer.decode(list(prompt_ids) + list(new_ids))
-    return whole[len(prompt_text):] if whole.startswith(prompt_text) else tokenizer.decode(new_ids)
+    BPE (corpus_bpe's `</w>`) puts the space between words only when it sees both of them; special tokens
+    ([SEP], [UNK], eos) left out and Chinese joined as it is written (gpt_exp/text.py)."""
+    prompt_text = readable_text(tokenizer, prompt_ids)
+    whole = readable_text(tokenizer, list(prompt_ids) + list(new_ids))
+    return whole[len(prompt_text):] if whole.startswith(prompt_text) else readable_text(tokenizer, new_ids)
