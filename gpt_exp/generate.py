@@ -37,6 +37,7 @@ def generate(model, prompts: list[list[int]], max_new_tokens: int, strategy: str
              eos_token_id: int | None = None, pad_token_id: int = 0, seed: int | None = None,
              max_positions: int | None = None, length_penalty: float = 1.0,
              min_new_tokens: int = 0, suppress_token_ids: tuple[int, ...] = (),
+             repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0,
              use_cache: bool = True) -> list[list[int]]:
     """The new tokens of each prompt (prompts are lists of token ids), eos included when reached.
 
@@ -45,6 +46,10 @@ def generate(model, prompts: list[list[int]], max_new_tokens: int, strategy: str
     returning the beam with the best log-probability / length**length_penalty (as HF does).
     min_new_tokens: eos cannot be chosen before that many new tokens (HF's min_new_tokens).
     suppress_token_ids: tokens never chosen, e.g. [UNK] and [PAD] (HF's suppress_tokens).
+    repetition_penalty (1.0 = off) and no_repeat_ngram_size (0 = off) work as HF's options of those names
+    (CTRL's penalty: a repeated token's logit divided by the penalty when positive, multiplied when
+    negative; an n-gram never generated twice), except that only the new tokens count, not the prompt:
+    a headline copies the words of its article, and must not be pushed away from them.
     use_cache: decode with a key/value cache when prompt + new tokens fit the window (same tokens, faster).
     """
     if strategy not in STRATEGIES:
@@ -56,6 +61,10 @@ def generate(model, prompts: list[list[int]], max_new_tokens: int, strategy: str
         raise ValueError(f"temperature must be > 0 for sampling, got {temperature} (use strategy='greedy')")
     if strategy == "beam" and num_beams < 1:
         raise ValueError(f"num_beams must be >= 1, got {num_beams}")
+    if not repetition_penalty > 0:
+        raise ValueError(f"repetition_penalty must be > 0 (1.0 = off), got {repetition_penalty}")
+    if not isinstance(no_repeat_ngram_size, int) or no_repeat_ngram_size < 0:
+        raise ValueError(f"no_repeat_ngram_size must be a whole number >= 0 (0 = off), got {no_repeat_ngram_size}")
     n_positions = model.config.n_positions
     window = min(max_positions or n_positions, n_positions)
     n_rows = len(prompts) * (num_beams if strategy == "beam" else 1)
@@ -68,6 +77,8 @@ def generate(model, prompts: list[list[int]], max_new_tokens: int, strategy: str
         next_logits = _eos_barred(next_logits, min_new_tokens, eos_token_id)
     if suppress_token_ids:
         next_logits = _suppressed(next_logits, list(suppress_token_ids))
+    if repetition_penalty != 1.0 or no_repeat_ngram_size:
+        next_logits = _repetition_controlled(next_logits, repetition_penalty, no_repeat_ngram_size)
 
     was_training = model.training
     model.set_train(False)  # no dropout while decoding
@@ -229,6 +240,38 @@ def _suppressed(next_logits, token_ids: list[int]):
         return logits
 
     return suppressed
+
+
+def _repetition_controlled(next_logits, penalty: float, ngram_size: int):
+    """next_logits with the repetition penalty and the n-gram ban applied to each row's new tokens.
+
+    As in _eos_barred, every row of a call has as many new tokens as there were calls before.
+    """
+    calls = 0
+
+    def controlled(rows):
+        nonlocal calls
+        logits = next_logits(rows)
+        for i, row in enumerate(rows):
+            new = row[len(row) - calls:] if calls else []
+            if penalty != 1.0 and new:
+                seen = np.unique(new)
+                picked = logits[i, seen]
+                logits[i, seen] = np.where(picked > 0, picked / penalty, picked * penalty)
+            if ngram_size:
+                logits[i, _banned_by_ngrams(new, ngram_size)] = -np.inf
+        calls += 1
+        return logits
+
+    return controlled
+
+
+def _banned_by_ngrams(tokens: list[int], n: int) -> list[int]:
+    """The tokens that would complete an n-gram already in `tokens` (HF's no_repeat_ngram_size)."""
+    if len(tokens) < n - 1 or not tokens:
+        return []
+    prefix = tuple(tokens[len(tokens) - n + 1:]) if n > 1 else ()
+    return [tokens[j + n - 1] for j in range(len(tokens) - n + 1) if tuple(tokens[j:j + n - 1]) == prefix]
 
 
 def _decode(next_logits, prompts, max_new_tokens, choose, eos_token_id) -> list[list[int]]:

@@ -7,8 +7,9 @@
 - `word`: rouge-score's own tokenizer (lower-cased alphanumeric words, Porter-stemmed), the usual
   setting for English (XSum, CNN/DailyMail).
 
-A corpus score is the mean of the per-sample F1 values (what LCSTS papers report, times 100).
-An empty prediction scores 0.
+Scores are F1 x 100, the scale papers print (ROUGE-L 35.2, not 0.352), in the logs, summary.json,
+the tables and the docs alike. A corpus score is the mean of the per-sample values (what LCSTS
+papers report). An empty prediction scores 0.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from rouge_score import rouge_scorer, tokenizers
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 TOKEN_UNITS = ("char", "word")
+SCALE = 100.0  # F1 in percent, as papers print it
 
 
 class CharTokenizer(tokenizers.Tokenizer):
@@ -36,17 +38,17 @@ def make_scorer(unit: str = "char") -> rouge_scorer.RougeScorer:
 
 
 def sample_scores(predictions: list[str], references: list[str], unit: str = "char") -> list[dict[str, float]]:
-    """One {rouge1, rouge2, rougeL} F1 dict per (prediction, reference) pair."""
+    """One {rouge1, rouge2, rougeL} F1 x 100 dict per (prediction, reference) pair."""
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
     scorer = make_scorer(unit)
     # rouge-score's argument order is (target, prediction)
-    return [{name: score.fmeasure for name, score in scorer.score(ref, pred).items()}
+    return [{name: SCALE * score.fmeasure for name, score in scorer.score(ref, pred).items()}
             for pred, ref in zip(predictions, references)]
 
 
 def corpus_scores(predictions: list[str], references: list[str], unit: str = "char") -> dict[str, float]:
-    """The mean F1 of each ROUGE type over the samples."""
+    """The mean F1 x 100 of each ROUGE type over the samples."""
     scores = sample_scores(predictions, references, unit)
     if not scores:
         raise ValueError("no samples to score")

@@ -195,9 +195,9 @@ def train(cfg: DictConfig, run_dir: Path, run_name: str, group: str | None = Non
             metrics = evaluate("validation")
             tracker.log({f"eval/{k}": v for k, v in metrics.items()}, done)
             log.info("step %d: %s", done, "  ".join(f"eval/{k} {v:.4f}" for k, v in metrics.items()))
-            value = metrics[task.main_metric]
-            if best is None or (value > best["value"] if task.greater_is_better else value < best["value"]):
-                best = {"value": value, "step": done, "metric": task.main_metric}
+            if task.improves(metrics, best):  # ties on the main metric: the lower loss wins
+                best = {"value": metrics[task.main_metric], "step": done, "metric": task.main_metric,
+                        "loss": metrics.get("loss")}
                 save_checkpoint(best_path, done)
             window_start = time.perf_counter()  # evaluation time is not training throughput
         if done % trainer.checkpoint_interval == 0 or done == max_steps:

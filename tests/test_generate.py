@@ -171,3 +171,78 @@ def test_top_tokens_equals_a_stable_full_sort_ties_included():
         row[rng.random(n) < 0.3] = -np.inf  # suppressed tokens
         k = int(rng.integers(1, 8))
         assert list(_top_tokens(row, k)) == list(np.argsort(-row, kind="stable")[:k])
+
+
+# --------------------------------------------------------------------------- repetition controls
+
+def penalized_argmax_loop(model, prompt, max_new_tokens, penalty=1.0, ngram=0):
+    """The reference for repetition_penalty and no_repeat_ngram_size, written out as HF documents them,
+    over the new tokens only: full forward each step, adjust the last logits, argmax."""
+    model.set_train(False)
+    new = []
+    for _ in range(max_new_tokens):
+        tokens = prompt + new  # right-padded to one width: causal attention never sees the padding, and
+        padded = np.zeros((1, model.config.n_positions), np.int32)  # one shape compiles once in PyNative
+        padded[0, :len(tokens)] = tokens
+        logits = model.lm_logits(model(ms.Tensor(padded))).asnumpy()[0, len(tokens) - 1].astype(np.float64)
+        for token in set(new):
+            logits[token] = logits[token] / penalty if logits[token] > 0 else logits[token] * penalty
+        if ngram:
+            grams = {tuple(new[j:j + ngram]) for j in range(len(new) - ngram + 1)}
+            for token in range(len(logits)):
+                if len(new) >= ngram - 1 and tuple(new[len(new) - ngram + 1:] + [token]) in grams:
+                    logits[token] = -np.inf
+        new.append(int(logits.argmax()))
+    return new
+
+
+def repeated_ngrams(tokens, n):
+    grams = [tuple(tokens[j:j + n]) for j in range(len(tokens) - n + 1)]
+    return len(grams) - len(set(grams))
+
+
+NEW = 16  # new tokens in every call below: the compiled decoding graphs are shared
+
+
+@pytest.fixture(scope="module")
+def looping_model():
+    """A tiny random GPT whose greedy continuation repeats itself, as an untrained or weak model does."""
+    ms.set_seed(4)
+    model = GPT(GPTConfig("gpt2", vocab_size=100, n_positions=48, n_embd=16, n_layer=1, n_head=2, dropout=0.0))
+    baseline = generate(model, PROMPTS, NEW)
+    assert all(repeated_ngrams(row, 2) > 3 for row in baseline), baseline  # or the checks below prove nothing
+    return model
+
+
+def test_repetition_penalty_follows_the_reference(looping_model):
+    got = generate(looping_model, PROMPTS, NEW, repetition_penalty=2.0)
+    assert got == [penalized_argmax_loop(looping_model, p, NEW, penalty=2.0) for p in PROMPTS]
+    plain = generate(looping_model, PROMPTS, NEW)
+    assert generate(looping_model, PROMPTS, NEW, repetition_penalty=1.0) == plain
+    # a strong penalty spreads the tokens out
+    penalized = generate(looping_model, PROMPTS, NEW, repetition_penalty=5.0)
+    assert sum(len(set(row)) for row in penalized) > sum(len(set(row)) for row in plain)
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "beam", "sample"])
+@pytest.mark.parametrize("size", [1, 2, 3])
+def test_no_repeat_ngram_size_never_repeats_an_ngram(looping_model, strategy, size):
+    rows = generate(looping_model, PROMPTS, NEW, strategy=strategy, num_beams=3, seed=0, no_repeat_ngram_size=size)
+    for row in rows:
+        assert len(row) == NEW and repeated_ngrams(row, size) == 0, row
+    if strategy == "greedy":
+        assert rows[0] == penalized_argmax_loop(looping_model, PROMPTS[0], NEW, ngram=size)
+
+
+def test_repetition_options_ignore_the_prompt(looping_model):
+    """Only the new tokens count: a continuation may reuse the prompt's tokens (a headline copies its article)."""
+    prompt = PROMPTS[0] + generate(looping_model, PROMPTS[:1], NEW, no_repeat_ngram_size=2)[0]
+    new = generate(looping_model, [prompt] * len(PROMPTS), NEW, no_repeat_ngram_size=2)[0]  # the shapes above
+    assert new == penalized_argmax_loop(looping_model, prompt, NEW, ngram=2)
+
+
+def test_rejects_bad_repetition_options(model):
+    with pytest.raises(ValueError, match="repetition_penalty"):
+        generate(model, PROMPTS, 2, repetition_penalty=0.0)
+    with pytest.raises(ValueError, match="no_repeat_ngram_size"):
+        generate(model, PROMPTS, 2, no_repeat_ngram_size=-1)

@@ -22,7 +22,8 @@ def f1(overlap, n_pred, n_ref):
     ("北京", "上海", {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}),
 ])
 def test_per_character_scores(prediction, reference, expected):
-    assert sample_scores([prediction], [reference])[0] == pytest.approx(expected)
+    # F1 x 100, the scale papers print
+    assert sample_scores([prediction], [reference])[0] == pytest.approx({k: 100 * v for k, v in expected.items()})
 
 
 def test_character_tokens():
@@ -31,13 +32,13 @@ def test_character_tokens():
 
 def test_corpus_score_is_the_mean_of_the_samples():
     scores = corpus_scores(["我爱天安门广场", "", "北京"], ["我爱北京天安门", "北京", "北京"])
-    assert scores == pytest.approx({"rouge1": (5 / 7 + 0 + 1) / 3, "rouge2": (0.5 + 0 + 1) / 3,
-                                    "rougeL": (5 / 7 + 0 + 1) / 3})
+    assert scores == pytest.approx({"rouge1": 100 * (5 / 7 + 0 + 1) / 3, "rouge2": 100 * (0.5 + 0 + 1) / 3,
+                                    "rougeL": 100 * (5 / 7 + 0 + 1) / 3})
 
 
 def test_english_words_are_lowercased_and_stemmed():
     # 5 of 6 words shared (cats -> cat), bigrams "the cat", "on the", "the mat" of 5, LCS "the cat on the mat"
-    expected = {"rouge1": 5 / 6, "rouge2": 3 / 5, "rougeL": 5 / 6}
+    expected = {"rouge1": 500 / 6, "rouge2": 300 / 5, "rougeL": 500 / 6}
     assert sample_scores(["The cats are on the mat"], ["the cat is on the mat"], unit="word")[0] == pytest.approx(expected)
 
 

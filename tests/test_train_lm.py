@@ -36,6 +36,11 @@ def test_tiny_lm_trains_and_records_everything(tmp_path):
     assert len(evals) == 2 and evals[1] < evals[0]
     assert all(r["train/tokens_per_sec"] > 0 for r in rows if "train/loss" in r)
     assert result["test/loss"] > 0 and result["best/step"] == 40
+    # bits per character, tokenizer-independent: logged at each evaluation, in the summary, per block for intervals
+    bits = [r["eval/bits_per_char"] for r in rows if "eval/bits_per_char" in r]
+    assert len(bits) == 2 and bits[1] < bits[0] and 1.0 < result["test/bits_per_char"] < 8.0
+    scores = [json.loads(line) for line in (run_dir / "test_scores.jsonl").read_text().splitlines()]
+    assert scores and set(scores[0]) == {"bits_per_char", "chars"}
 
     # the W&B offline run holds the same metrics, config and a clean exit
     wandb_run = read_finished_run(run_dir)
@@ -46,7 +51,7 @@ def test_tiny_lm_trains_and_records_everything(tmp_path):
 
     # what a user opens afterwards
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["status"] == "finished"
+    assert summary["status"] == "finished" and summary["summary"]["test/bits_per_char"] == result["test/bits_per_char"]
     assert (run_dir / "loss.png").stat().st_size > 10_000
     assert (run_dir / "model" / "model.safetensors").exists() and (run_dir / "model" / "tokenizer.json").exists()
     samples = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]

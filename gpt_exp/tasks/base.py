@@ -4,10 +4,13 @@ The runner (gpt_exp/run.py) knows nothing task-specific; it calls these methods 
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 from mindspore import nn
+
+from gpt_exp.metrics import SAMPLE_SCORES_FILE, save_sample_scores
 
 
 class Task:
@@ -21,6 +24,8 @@ class Task:
         self.name, self.max_seq_len = name, max_seq_len
         # tokens the model reads per training sample (throughput); build_arrays may lower or multiply it
         self.tokens_per_sample = max_seq_len
+        # split -> {score name: one value per sample} from the split's last evaluation (test: intervals)
+        self.sample_scores: dict[str, dict[str, np.ndarray]] = {}
 
     def corpus_texts(self, records) -> Iterator[str]:
         """The texts a tokenizer trained on this task's data should see."""
@@ -44,3 +49,22 @@ class Task:
     def final_report(self, model, tokenizer, splits, tracker, step: int) -> dict:
         """Anything shown once at the end (samples, generated text); returns summary values."""
         return {}
+
+    def improves(self, metrics: dict[str, float], best: dict | None) -> bool:
+        """Whether an evaluation beats the best so far on main_metric; a tie goes to the lower loss
+        (a ROUGE-L of 0 at two evaluations of a short run must not keep the worse weights)."""
+        if best is None:
+            return True
+        value = metrics[self.main_metric]
+        if value == best["value"]:
+            return metrics.get("loss", float("inf")) < best.get("loss", float("inf"))
+        return value > best["value"] if self.greater_is_better else value < best["value"]
+
+    def save_sample_scores(self, tracker) -> Path | None:
+        """The test split's per-sample scores to <run>/test_scores.jsonl (gpt_exp.compare's intervals)."""
+        scores, run_dir = self.sample_scores.get("test"), getattr(tracker, "run_dir", None)
+        if not scores or run_dir is None:
+            return None
+        path = Path(run_dir) / SAMPLE_SCORES_FILE
+        save_sample_scores(path, scores)
+        return path

@@ -28,6 +28,7 @@ import numpy as np
 from mindspore import Tensor, nn, ops
 from mindspore.common.initializer import Normal
 
+from gpt_exp import metrics as metric_fns
 from gpt_exp.errors import ConfigError
 from gpt_exp.model.gpt import SeededDropout
 from gpt_exp.tasks.base import Task
@@ -190,6 +191,7 @@ class FinetuneTask(Task):
         self.n_outputs = 1
         self._arrays: dict[str, dict[str, np.ndarray]] = {}
         self._outputs: dict[str, np.ndarray] = {}
+        self._characters: dict[str, np.ndarray] = {}  # evaluated split -> characters of each sample's text
 
     @property
     def fields(self) -> dict[str, str]:
@@ -248,6 +250,8 @@ class FinetuneTask(Task):
             arrays = pack(samples, length, tokenizer.pad_id)
             arrays["labels"] = self.targets(records[split], split).astype(self.label_dtype)
             self._arrays[split] = arrays
+            if split != "train":  # only evaluated splits need them
+                self._characters[split] = self._text_characters(records[split], tokenizer, template, arrays)
         n_seq = self._arrays["train"]["input_ids"].shape[1]
         self.tokens_per_sample = n_seq * length
         log.info("%s: %d sequence(s) of %d tokens per sample (longest %d, task.max_seq_len=%d); "
@@ -255,6 +259,17 @@ class FinetuneTask(Task):
                  {split: int(sum(any(len(ids) == self.max_seq_len for ids in sample) for sample in samples))
                   for split, samples in encoded.items()})
         return self._arrays
+
+    def _text_characters(self, split_records, tokenizer, template: Template, arrays) -> np.ndarray:
+        """Per sample, the characters of the text its sequences hold: their text tokens (not the special
+        ones) at the split's characters per token. The split's sum is exact when nothing is truncated and
+        each text sits in one sequence; for bits/char of the auxiliary LM whatever the tokenizer."""
+        texts = [str(text) for record in split_records for text in self.texts(record)]
+        tokens = sum(len(ids) for ids in encode_texts(tokenizer, texts))
+        chars_per_token = sum(len(text) for text in texts) / max(tokens, 1)
+        real = arrays["attention_mask"].astype(bool)
+        special = np.isin(arrays["input_ids"], [template.start, template.delimiter, template.extract]) & real
+        return (real.sum((1, 2)) - special.sum((1, 2))) * chars_per_token
 
     def build_network(self, model):
         return self.network_class(model, self.n_outputs, self.lm_coef, self.head_dropout)
@@ -272,12 +287,27 @@ class FinetuneTask(Task):
             if split_arrays is arrays:
                 self._outputs[split] = outputs
         metrics = self.metrics(outputs, labels)
-        metrics["lm_loss"] = float(np.sum(np.concatenate(lm_sums)) / max(np.sum(np.concatenate(lm_counts)), 1.0))
+        lm_sums = np.concatenate(lm_sums).astype(np.float64)
+        metrics["lm_loss"] = float(np.sum(lm_sums) / max(np.sum(np.concatenate(lm_counts)), 1.0))
         metrics["loss"] = metrics["task_loss"] + self.lm_coef * metrics["lm_loss"]
+        split = next((s for s, a in self._arrays.items() if a is arrays), None)
+        if split in self._characters:
+            metrics.update(self._sample_scores(split, outputs, labels, lm_sums, metrics))
         return metrics
+
+    def _sample_scores(self, split, outputs, labels, lm_sums, metrics) -> dict[str, float]:
+        """Keeps the split's per-sample scores (accuracy, auxiliary-LM bits/char); returns the split's bits/char."""
+        chars = self._characters[split][:len(lm_sums)]  # a validation limit evaluates the first batches
+        scores = {"bits_per_char": np.where(chars > 0, lm_sums / np.maximum(chars, 1e-9) / math.log(2), 0.0),
+                  "chars": chars}
+        if "accuracy" in metrics:  # classification logits [N, K] and multiple-choice scores [N, S] alike
+            scores["accuracy"] = (outputs.argmax(-1) == labels).astype(np.float64)
+        self.sample_scores[split] = scores
+        return {"bits_per_char": metric_fns.bits_per_char(lm_sums.sum(), chars.sum())} if chars.sum() > 0 else {}
 
     def final_report(self, model, tokenizer, splits, tracker, step):
         """The first test samples as the model saw them (special tokens shown), with gold and predicted answers."""
+        self.save_sample_scores(tracker)
         outputs = self._outputs.get("test")
         if outputs is None or not self.show_predictions:
             return {}

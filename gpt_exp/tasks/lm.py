@@ -1,4 +1,10 @@
-"""Causal language-model pre-training: text packed into blocks, every next token predicted."""
+"""Causal language-model pre-training: text packed into blocks, every next token predicted.
+
+Besides the loss per token and the perplexity, every evaluation reports bits per character: the summed
+next-token loss over the split (each document's eos included) divided by the characters of the split's
+text, over ln 2. Blocks cover all the split's targets but the last few (fewer than task.max_seq_len);
+they are counted at the blocks' mean loss, so the figure is the split's, whatever the tokenizer.
+"""
 from __future__ import annotations
 
 import itertools
@@ -8,9 +14,11 @@ import mindspore
 import numpy as np
 from mindspore import Tensor, nn
 
+from gpt_exp import metrics
 from gpt_exp.errors import ConfigError
 from gpt_exp.tasks.base import Task
-from gpt_exp.tasks.losses import mean_cross_entropy
+from gpt_exp.tasks.losses import mean_cross_entropy, token_cross_entropy
+from gpt_exp.text import readable_text
 from gpt_exp.train.batches import eval_batches
 
 
@@ -22,9 +30,14 @@ class CausalLMNetwork(nn.Cell):
     def construct(self, tokens):
         # one block of max_seq_len + 1 tokens gives max_seq_len (input, next token) pairs
         logits = self.model.lm_logits(self.model(tokens[:, :-1]))
-        vocab = logits.shape[-1]
-        loss = mean_cross_entropy(logits.reshape(-1, vocab).astype(mindspore.float32), tokens[:, 1:].reshape(-1))
-        return loss, (loss,)
+        batch, steps, vocab = logits.shape
+        logits, targets = logits.reshape(-1, vocab).astype(mindspore.float32), tokens[:, 1:].reshape(-1)
+        if self.training:  # the fused kernel; like Dropout, each compiled step sees one mode only
+            loss = mean_cross_entropy(logits, targets)
+            return loss, (loss,)
+        # evaluation: each block's mean loss, so a padded last batch counts its real blocks only
+        block_losses = token_cross_entropy(logits, targets).reshape(batch, steps).mean(1)
+        return block_losses.mean(), (block_losses,)
 
 
 class LanguageModelingTask(Task):
@@ -59,7 +72,13 @@ class LanguageModelingTask(Task):
 
         tokenized = records.map(tokenize, batched=True, remove_columns=records["train"].column_names,
                                 desc="tokenizing")
-        return {split: {"tokens": self._blocks(tokenized[split]["ids"], split)} for split in tokenized}
+        splits = {}
+        for split in tokenized:
+            documents = tokenized[split]["ids"]
+            characters = sum(len(text) for text in records[split][self.text_field])
+            targets = sum(len(ids) for ids in documents) - 1  # every token but the first is predicted
+            splits[split] = TextBlocks(self._blocks(documents, split), split, characters / max(targets, 1))
+        return splits
 
     def _blocks(self, documents, split: str) -> np.ndarray:
         """Concatenate the documents and cut blocks of max_seq_len + 1 tokens, overlapping by one."""
@@ -76,18 +95,25 @@ class LanguageModelingTask(Task):
         return CausalLMNetwork(model)
 
     def evaluate(self, network, arrays, batch_size, max_batches):
-        total, count = 0.0, 0
+        block_losses = []
         for batch, valid in eval_batches(arrays, batch_size, max_batches):
-            if not valid.all() and count:
-                break  # a padded tail batch would count repeated blocks twice
-            loss, _ = network(Tensor(batch["tokens"]))
-            total, count = total + float(loss.asnumpy()), count + 1
-        loss = total / max(count, 1)
-        return {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
+            _, (losses,) = network(Tensor(batch["tokens"]))
+            block_losses.append(losses.asnumpy().astype(np.float64)[valid])  # repeated filler blocks left out
+        losses = np.concatenate(block_losses)
+        loss = float(losses.mean())
+        result = {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
+        chars_per_target = getattr(arrays, "chars_per_target", None)
+        if chars_per_target:  # blocks hold equally many targets, so their mean is the split's ratio
+            chars = np.full(len(losses), self.max_seq_len * chars_per_target)
+            block_bpc = losses * self.max_seq_len / chars / math.log(2)
+            result["bits_per_char"] = metrics.bits_per_char(losses.sum() * self.max_seq_len, chars.sum())
+            self.sample_scores[arrays.split] = {"bits_per_char": block_bpc, "chars": chars}
+        return result
 
     def final_report(self, model, tokenizer, splits, tracker, step):
         from gpt_exp.generate import generate
 
+        self.save_sample_scores(tracker)
         if not self.sample_prompts:
             return {}
         prompts = [tokenizer.encode(p) for p in self.sample_prompts]
@@ -99,8 +125,18 @@ class LanguageModelingTask(Task):
         return {"samples": rows}
 
 
+class TextBlocks(dict):
+    """A split's blocks {"tokens": [N, max_seq_len + 1]}, with its name and characters per predicted token."""
+
+    def __init__(self, tokens: np.ndarray, split: str, chars_per_target: float):
+        super().__init__(tokens=tokens)
+        self.split, self.chars_per_target = split, chars_per_target
+
+
 def continuation(tokenizer, prompt_ids: list[int], new_ids: list[int]) -> str:
     """The new tokens' text as it follows the prompt. Decoded together with the prompt, because a word-level
-    BPE (corpus_bpe's `</w>`) puts the space between words only when it sees both of them."""
-    prompt_text, whole = tokenizer.decode(prompt_ids), tokenizer.decode(list(prompt_ids) + list(new_ids))
-    return whole[len(prompt_text):] if whole.startswith(prompt_text) else tokenizer.decode(new_ids)
+    BPE (corpus_bpe's `</w>`) puts the space between words only when it sees both of them; special tokens
+    ([SEP], [UNK], eos) left out and Chinese joined as it is written (gpt_exp/text.py)."""
+    prompt_text = readable_text(tokenizer, prompt_ids)
+    whole = readable_text(tokenizer, list(prompt_ids) + list(new_ids))
+    return whole[len(prompt_text):] if whole.startswith(prompt_text) else readable_text(tokenizer, new_ids)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from dataclasses import dataclass
 
 import mindspore
@@ -33,8 +32,9 @@ from tqdm.auto import tqdm
 
 from gpt_exp.errors import ConfigError
 from gpt_exp.generate import STRATEGIES, generate
-from gpt_exp.rouge import TOKEN_UNITS, corpus_scores, sample_scores
+from gpt_exp.rouge import ROUGE_TYPES, TOKEN_UNITS, corpus_scores, sample_scores
 from gpt_exp.tasks.base import Task
+from gpt_exp.text import readable_text
 from gpt_exp.train.batches import eval_batches
 from gpt_exp.truncation import pair_lengths, truncate
 
@@ -42,10 +42,6 @@ log = logging.getLogger(__name__)
 
 LOSS_ON = ("summary", "all")
 ADDED_SEP = "<|sep|>"  # for vocabularies without a delimiter (GPT-2's BPE)
-# WordPiece decoding puts a space between every two tokens; next to a CJK character or a full-width
-# sign it is an artefact, not text (ideographs, CJK punctuation, kana, full-width forms)
-_WIDE = "\u2e80-\u2fdf\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef"
-_SPACE_NEAR_WIDE = re.compile(rf"(?<=[{_WIDE}])\s+|\s+(?=[{_WIDE}])")
 
 
 @dataclass
@@ -150,7 +146,8 @@ class SummarizationTask(Task):
         self.loss_on = loss_on
         self.generation = {"strategy": "greedy", "max_new_tokens": 32, "min_new_tokens": 0, "num_beams": 4,
                            "length_penalty": 1.0, "temperature": 1.0, "top_k": 0, "top_p": 1.0, "seed": 0,
-                           "batch_size": 16, "suppress_special": True, **(generation or {})}
+                           "batch_size": 16, "suppress_special": True, "repetition_penalty": 1.0,
+                           "no_repeat_ngram_size": 0, **(generation or {})}
         self.val_rouge_samples, self.test_rouge_samples = val_rouge_samples, test_rouge_samples
         self.table_rows = table_rows
         self._check()
@@ -172,7 +169,11 @@ class SummarizationTask(Task):
                   ("num_beams", g["num_beams"] >= 1, "at least 1"),
                   ("temperature", g["temperature"] > 0, "above 0 (for argmax decoding use strategy=greedy)"),
                   ("top_k", g["top_k"] >= 0, "0 (off) or more"),
-                  ("top_p", 0 < g["top_p"] <= 1, "in (0, 1]; 1 is off")]
+                  ("top_p", 0 < g["top_p"] <= 1, "in (0, 1]; 1 is off"),
+                  ("repetition_penalty", g["repetition_penalty"] > 0, "above 0 (1.0 is off; HF suggests 1.2)"),
+                  ("no_repeat_ngram_size", isinstance(g["no_repeat_ngram_size"], int)
+                   and not isinstance(g["no_repeat_ngram_size"], bool) and g["no_repeat_ngram_size"] >= 0,
+                   "a whole number >= 0 (0 is off)")]
         for key, ok, rule in checks:
             if not ok:
                 raise ConfigError(f"task.generation.{key}={g[key]} must be {rule}.")
@@ -287,7 +288,9 @@ class SummarizationTask(Task):
                                top_p=g["top_p"], eos_token_id=self.template.eos, pad_token_id=self.template.pad,
                                seed=None if g["seed"] is None else g["seed"] + start,
                                max_positions=self.max_seq_len, length_penalty=g["length_penalty"],
-                               min_new_tokens=g["min_new_tokens"], suppress_token_ids=self._suppressed())
+                               min_new_tokens=g["min_new_tokens"], suppress_token_ids=self._suppressed(),
+                               repetition_penalty=g["repetition_penalty"],
+                               no_repeat_ngram_size=g["no_repeat_ngram_size"])
             texts += [self.decode(ids) for ids in outputs[:len(chunk)]]
         return texts
 
@@ -302,26 +305,29 @@ class SummarizationTask(Task):
     def decode(self, ids: list[int]) -> str:
         if ids and ids[-1] == self.template.eos:
             ids = ids[:-1]
-        text = self.tokenizer.decode(ids, skip_special_tokens=True)
-        if ids and (self.tokenizer.backend.id_to_token(ids[0]) or "").startswith("##"):
-            text = text.removeprefix("##")  # WordPiece keeps the marker of a continuation piece that comes first
-        if self.tokenizer.has_role("unk"):  # WordPiece's [UNK] is an ordinary vocabulary entry: never shown
-            text = text.replace(self.tokenizer.special_tokens["unk"], " ")
-        return _SPACE_NEAR_WIDE.sub("", text).strip()
+        return readable_text(self.tokenizer, ids)  # Chinese joined, no [UNK] / [SEP] / [PAD]
 
     def score(self, arrays: SplitArrays, limit: int | None) -> dict[str, float]:
         count = len(arrays.prompts) if limit is None else min(limit, len(arrays.prompts))
         generated = self.summarize(arrays.prompts[:count], desc=f"generating ({arrays.split})")
         references = arrays.references[:count]
-        per_sample = sample_scores(generated, references, self.rouge_tokens)
-        self.predictions[arrays.split] = [[article, reference, hypothesis, round(s["rougeL"], 4)]
+        per_sample = sample_scores(generated, references, self.rouge_tokens)  # F1 x 100
+        self.predictions[arrays.split] = [[article, reference, hypothesis, round(s["rougeL"], 2)]
                                           for article, reference, hypothesis, s in
                                           zip(arrays.articles, references, generated, per_sample)]
+        self.sample_scores[arrays.split] = {name: np.array([s[name] for s in per_sample]) for name in ROUGE_TYPES}
         scores = corpus_scores(generated, references, self.rouge_tokens)
         lengths = [len(text) if self.rouge_tokens == "char" else len(text.split()) for text in generated]
-        return {**scores, "gen_len": float(np.mean(lengths)), "rouge_samples": float(count)}
+        empty = sum(not text.strip() for text in generated)
+        if empty:
+            log.warning("%s: %d of %d generated summaries are empty (the model ends at once with its stop token); "
+                        "they score 0. Fix: train longer, or task.generation.min_new_tokens=4", arrays.split, empty,
+                        count)
+        return {**scores, "gen_len": float(np.mean(lengths)), "rouge_samples": float(count),
+                "empty_predictions": float(empty)}
 
     def final_report(self, model, tokenizer, splits, tracker, step):
+        self.save_sample_scores(tracker)
         columns = ["article", "reference", "generated", "rougeL"]
         for split, rows in self.predictions.items():
             tracker.log_table(f"{split}_predictions", columns, rows[:self.table_rows], step=step)
