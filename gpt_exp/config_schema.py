@@ -47,6 +47,8 @@ def setting(default: Any, help: str, *, min: float | None = None, max: float | N
 class PathsConfig:
     cache_dir: str = setting(REQUIRED, "where data, tokenizers and downloaded packages are cached (shared by runs)")
     output_dir: Optional[str] = setting(None, "the run directory; null: Hydra's outputs/DATE/TIME_NAME")
+    # announced by the h_resume helper; declared so the check accepts it once merged
+    overwrite: bool = setting(False, "clear a run directory that already holds a run instead of refusing it")
 
 
 @dataclass(kw_only=True)
