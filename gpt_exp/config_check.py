@@ -270,8 +270,8 @@ def check_task(task: DictConfig, model: DictConfig) -> None:
                               f"article in task.max_seq_len={task.max_seq_len}. Fix: lower max_new_tokens "
                               f"(a headline needs ~30) or raise task.max_seq_len.")
     if task.get("require_init_from") and not model.get("init_from"):
-        raise ConfigError("model.init_from=null: this setup (zero-shot or fine-tune) needs pre-trained weights "
-                          "rather than random ones. Fix: model.init_from=<a gpt_exp run directory, e.g. of "
+        raise ConfigError("model.init_from is not set, and this setup (zero-shot or fine-tune) needs pre-trained "
+                          "weights rather than random ones. Fix: model.init_from=<a gpt_exp run directory, e.g. of "
                           "experiment=lm_peoples_daily, or an HF-format folder>.")
 
 

@@ -2,7 +2,7 @@
 
     python tests/bad_input_driver.py CASES.json  ->  one JSON line per case on stdout
 
-Each case is {"id", "overrides", "env"?}. A case goes the way `python -m gpt_exp <overrides>` goes
+Each case is {"id", "overrides"}. A case goes the way `python -m gpt_exp <overrides>` goes
 after Hydra has parsed the command line: Hydra composes the config (a composition error goes through
 the CLI's own reporting, `gpt_exp.cli.report_composition_errors`), then the CLI's task function
 (`gpt_exp.cli.hydra_entry`, undecorated) runs with Hydra's config installed. One process saves the
@@ -52,8 +52,7 @@ gpt_exp.run.build_model = model_build_reached  # a case that is not refused must
 def run_case(overrides: list[str]) -> int:
     """The CLI's path for one invocation; returns its exit code (0 when the run would go on and train)."""
     def composed():
-        with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-            return compose(config_name="train", overrides=overrides, return_hydra_config=True)
+        return compose(config_name="train", overrides=overrides, return_hydra_config=True)
 
     try:
         cfg = cli.report_composition_errors(lambda func: func(), overrides)(composed)
@@ -67,22 +66,22 @@ def run_case(overrides: list[str]) -> int:
 
 
 def main(cases_file: str) -> None:
-    for case in json.loads(Path(cases_file).read_text()):
-        saved_env = {key: os.environ.get(key) for key in case.get("env", {})}
-        os.environ.update(case.get("env", {}))
-        stderr = io.StringIO()
-        start = time.perf_counter()
-        try:
-            with contextlib.redirect_stderr(stderr):
-                code = run_case(case["overrides"])
-        except BaseException:  # what a user would see as a traceback
-            code = 1
-            stderr.write(traceback.format_exc())
-        finally:
-            for key, value in saved_env.items():
-                os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
-        seconds = time.perf_counter() - start
-        print(json.dumps({"id": case["id"], "exit": code, "seconds": seconds, "stderr": stderr.getvalue()}), flush=True)
+    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):  # once: Hydra's search path
+        for case in json.loads(Path(cases_file).read_text()):
+            run_and_print(case)
+
+
+def run_and_print(case: dict) -> None:
+    stderr = io.StringIO()
+    start = time.perf_counter()
+    try:
+        with contextlib.redirect_stderr(stderr):
+            code = run_case(case["overrides"])
+    except BaseException:  # what a user would see as a traceback
+        code = 1
+        stderr.write(traceback.format_exc())
+    seconds = time.perf_counter() - start
+    print(json.dumps({"id": case["id"], "exit": code, "seconds": seconds, "stderr": stderr.getvalue()}), flush=True)
 
 
 if __name__ == "__main__":

@@ -134,7 +134,7 @@ CASES = [
      "task.generation.min_new_tokens=40", "config"),
     ("cross_max_new_tokens", ["task=summarization", "task.generation.max_new_tokens=300"],
      "task.generation.max_new_tokens=300", "config"),
-    ("cross_zero_shot_needs_weights", ["experiment=summarization_zero_shot"], "model.init_from=null", "config"),
+    ("cross_zero_shot_needs_weights", ["experiment=summarization_zero_shot"], "model.init_from is not set", "config"),
     ("cross_score_range", ["task=similarity", "task.score_range=[5.0,0.0]"], "task.score_range=[5.0, 0.0]", "config"),
     ("cross_one_label", ["task=classification", "task.label_names=[only]"], "task.label_names=['only']", "config"),
     ("cross_interpolation", ["run_name=${model.nam}"], "run_name=${model.nam}: cannot be resolved", "config"),
