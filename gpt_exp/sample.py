@@ -147,18 +147,17 @@ def load_tokenizer(folder: Path):
 
 def _hf_roles(folder: Path) -> dict[str, str]:
     roles = {}
-    for name in ("special_tokens_map.json", "tokenizer_config.json"):
-        if (folder / name).exists():
-            for role in ("bos", "eos", "pad", "unk", "sep"):
-                token = json.loads((folder / name).read_text()).get(f"{role}_token")
-                if token:  # a string, or an AddedToken written as {"content": ...}
-                    roles[role] = token["content"] if isinstance(token, dict) else token
+    for name in ("special_tokens_map.json", "tokenizer_config.json"):  # the later file wins, as in transformers
+        written = json.loads((folder / name).read_text()) if (folder / name).exists() else {}
+        for role in ("bos", "eos", "pad", "unk", "sep"):
+            token = written.get(f"{role}_token")
+            if token:  # a string, or an AddedToken written as {"content": ...}
+                roles[role] = token["content"] if isinstance(token, dict) else token
     return roles
 
 
 def load(folder: Path, device: str = "auto"):
     """(model, tokenizer) on the chosen device, in eval mode, with no dropout."""
-    import mindspore
     from omegaconf import OmegaConf
 
     from gpt_exp import device as devices
@@ -177,7 +176,6 @@ def load(folder: Path, device: str = "auto"):
                           f"{model.config.vocab_size}: they do not belong together. Fix: the tokenizer the model "
                           f"was trained with.")
     model.set_train(False)
-    mindspore.set_seed(0)
     return model, tokenizer
 
 

@@ -108,6 +108,8 @@ if not OmegaConf.has_resolver("gpt_exp.direction"):
 
 
 def _model_name(name: str, init_from: str | None) -> str:
+    if not init_from:  # the common case, without importing gpt_exp.model (and MindSpore)
+        return name
     from gpt_exp.model.build import source_model_name
 
     return source_model_name(init_from, name)
