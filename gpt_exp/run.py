@@ -237,7 +237,11 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     masks), numpy's, and MindSpore's deterministic kernels (`trainer.deterministic`)."""
     mindspore.set_seed(seed)
     np.random.seed(seed)
-    mindspore.set_deterministic(bool(deterministic))
+    from mindspore.device_manager import DeviceManagerConf
+
+    # MindSpore allows one setting per process: a multirun's or a test's later jobs keep the first one
+    if not DeviceManagerConf.get_instance().is_deterministic_configured():
+        mindspore.set_deterministic(bool(deterministic))
 
 
 def build_tokenizer(cfg: DictConfig, task, records, cache_dir: Path) -> TextTokenizer:

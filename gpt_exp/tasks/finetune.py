@@ -188,6 +188,7 @@ class FinetuneTask(Task):
         self.pad_to_multiple_of = max(1, int(self.pad_to_multiple_of))
         self.show_predictions = int(self.show_predictions)
         self.tokens_per_sample = self.max_seq_len
+        self.sample_scores: dict[str, dict[str, np.ndarray]] = {}  # Task.__init__ is not called by a dataclass
         self.n_outputs = 1
         self._arrays: dict[str, dict[str, np.ndarray]] = {}
         self._outputs: dict[str, np.ndarray] = {}
