@@ -81,7 +81,8 @@ def read_finished_run(run_dir: str | Path, timeout: float = 60.0) -> dict:
         if run is not None and run["exit_code"] is not None:
             return run
         if time.monotonic() > deadline:
-            raise TimeoutError(f"no finished W&B run under {run_dir}/wandb after {timeout:.0f} s")
+            found = f"{path} has no exit record" if path is not None else "no run file"
+            raise TimeoutError(f"no finished W&B run under {run_dir}/wandb after {timeout:.0f} s ({found})")
         time.sleep(0.2)
 
 

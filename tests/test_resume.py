@@ -26,7 +26,7 @@ from gpt_exp.tasks.lm import CausalLMNetwork
 from gpt_exp.tracking import read_metrics
 from gpt_exp.train import checkpoint
 from gpt_exp.train.optim import build_optimizer, learning_rates
-from gpt_exp.wandb_records import read_finished_run, read_run
+from gpt_exp.wandb_records import find_run_file, read_finished_run, read_run
 
 # 20 steps, a log line every 5, a checkpoint every 10: a kill after step 15's line is between two checkpoints
 SHORT = TINY + ["model.dropout=0.0", "trainer.max_steps=20", "trainer.log_interval=5", "trainer.eval_interval=10",
@@ -305,6 +305,8 @@ def test_a_killed_cli_run_resumed_by_its_directory_alone(tmp_path, shakespeare_e
     resumed = _cli([f"trainer.resume={run_dir}", f"hydra.run.dir={tmp_path / 'hydra-resumed'}"])
     output, _ = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, output
+    assert "W&B is off" not in output and "W&B failed" not in output, output
+    assert find_run_file(run_dir) is not None, f"no W&B run file after the resume: {sorted((run_dir / 'wandb').rglob('*'))}\n{output}"
     _assert_each_step_once(run_dir, 40, eval_interval=20)
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
     killed_wandb = [read_run(f) for f in (run_dir / "wandb" / "replaced").glob("*/run-*.wandb")]
