@@ -187,8 +187,7 @@ class FinetuneTask(Task):
             raise ConfigError(f"task.special_tokens has unknown roles {sorted(unknown)}; the roles are {SPECIAL_ROLES}.")
         self.pad_to_multiple_of = max(1, int(self.pad_to_multiple_of))
         self.show_predictions = int(self.show_predictions)
-        self.tokens_per_sample = self.max_seq_len
-        self.sample_scores: dict[str, dict[str, np.ndarray]] = {}  # Task.__init__ is not called by a dataclass
+        Task.__init__(self, self.name, self.max_seq_len)  # the base's shared state: a dataclass does not call it
         self.n_outputs = 1
         self._arrays: dict[str, dict[str, np.ndarray]] = {}
         self._outputs: dict[str, np.ndarray] = {}
