@@ -2,13 +2,18 @@
 
 The local file is the record that `gpt_exp.compare` reads, so comparing runs needs no W&B
 server; W&B is a mirror for dashboards. A failing W&B never stops training: it is switched off
-with a warning and the local record goes on.
+with a warning and the local record goes on. Nor can it hold a job: starting W&B waits at most
+`logger.init_timeout`, finishing it at most `logger.finish_timeout` (then its service is torn down, so
+no exit handler of wandb keeps the process alive), and the local records are complete before that.
 """
 from __future__ import annotations
 
 import json
 import logging
 import math
+import os
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -25,6 +30,8 @@ class RunTracker:
         self.metrics_path = run_dir / "metrics.jsonl"
         self.summary: dict = {}
         self.wandb_run = None
+        self.wandb_url: str | None = None  # an online run's page
+        self.finish_timeout = float(cfg.logger.get("finish_timeout", 30.0))
         self.run_id = wandb_resume.run_id if wandb_resume else resume_id
         self.continues = bool(wandb_resume and wandb_resume.continues)
         self.wandb_last_step = wandb_resume.last_step if wandb_resume else None  # W&B holds these steps already
@@ -33,24 +40,26 @@ class RunTracker:
             self.wandb_run = self._start_wandb(cfg, name, group, self.run_id)
             if self.wandb_run is not None:
                 self.run_id = self.wandb_run.id
+                self.wandb_url = online_url(self.wandb_run)
+                if self.wandb_url:
+                    log.info("W&B run: %s", self.wandb_url)
                 if self.continues and self.wandb_run.resumed and self.wandb_run.starting_step > 0:
                     self.wandb_last_step = self.wandb_run.starting_step - 1  # online: the server's last step
 
     def _start_wandb(self, cfg: DictConfig, name: str, group: str | None, resume_id: str | None):
         logger = cfg.logger
+        init_timeout = float(logger.get("init_timeout", 15.0))
         try:
-            import wandb
-
+            wandb = import_quiet_wandb()
             return wandb.init(
                 project=logger.project, entity=logger.get("entity"), mode=logger.mode,
                 dir=str(self.run_dir), name=name, group=logger.get("group") or group,
                 job_type=cfg.task.name, tags=list(logger.get("tags") or []), notes=logger.get("notes"),
                 config=OmegaConf.to_container(cfg, resolve=True), id=resume_id,
                 resume="allow" if self.continues else None, reinit="finish_previous",
-                settings=wandb.Settings(init_timeout=90, silent=True))
+                settings=wandb.Settings(init_timeout=init_timeout, silent=True))
         except Exception as error:  # no account, no network, a broken install: train on, record locally
-            log.warning("W&B is off for this run (%s: %s); metrics still go to %s",
-                        type(error).__name__, error, self.metrics_path)
+            log.warning("%s", start_failure_line(error, logger.mode, init_timeout, self.metrics_path))
             return None
 
     def log(self, metrics: dict, step: int) -> None:
@@ -89,13 +98,15 @@ class RunTracker:
                 self._disable(error)
 
     def finish(self, status: str, extra: dict | None = None) -> None:
-        record = {"status": status, "wandb_id": self.run_id, **(extra or {}), "summary": _json_safe(self.summary)}
+        """The local records first (summary.json is the last of them), then W&B's finish, bounded."""
+        record = {"status": status, "wandb_id": self.run_id, "wandb_url": self.wandb_url, **(extra or {}),
+                  "summary": _json_safe(self.summary)}
         (self.run_dir / "summary.json").write_text(json.dumps(record, indent=2, ensure_ascii=False))
         if self.wandb_run is not None:
-            try:
-                self.wandb_run.finish(exit_code=0 if status == "finished" else 1)
-            except Exception as error:
-                self._disable(error)
+            run, self.wandb_run = self.wandb_run, None
+            problem = finish_within(run, 0 if status == "finished" else 1, self.finish_timeout)
+            if problem:
+                log.warning("%s", finish_failure_line(problem, self.finish_timeout, self.run_dir))
 
     def _wandb(self, method: str, *args, **kwargs) -> None:
         if self.wandb_run is None:
@@ -109,6 +120,104 @@ class RunTracker:
         log.warning("W&B failed (%s: %s); it is off for the rest of this run, metrics.jsonl goes on",
                     type(error).__name__, error)
         self.wandb_run = None
+
+
+def import_quiet_wandb():
+    """wandb, set up so that only gpt_exp speaks about it: one line when something fails."""
+    # wandb's telemetry to the server flushes in an exit handler that waits for a server that does not
+    # answer (measured: ~20 s more at exit on wandb 0.31); a user's own setting wins
+    os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
+    import wandb
+
+    wandb.setup(settings=wandb.Settings(silent=True))  # also silences wandb's messages outside a run
+    return wandb
+
+
+def online_url(run) -> str | None:
+    try:
+        return run.url if not run.offline else None
+    except Exception:  # an attribute missing on another wandb version: no URL, nothing else lost
+        return None
+
+
+def start_failure_line(error: Exception, mode: str, init_timeout: float, metrics_path: Path) -> str:
+    reason = f"{type(error).__name__}: {first_line(error)}"
+    if mode == "online":
+        url = os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai"
+        return (f"W&B unreachable at {url} ({reason}); metrics.jsonl goes on. Fix: logger.mode=offline "
+                f"(`wandb sync` uploads later), or raise logger.init_timeout (now {init_timeout:g} s)")
+    return (f"W&B is off for this run ({reason}); metrics still go to {metrics_path}. "
+            f"Fix: logger.mode=disabled, or repair the wandb install")
+
+
+def finish_failure_line(problem: str, finish_timeout: float, run_dir: Path) -> str:
+    url = os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai"
+    return (f"W&B did not finish ({problem}; server {url}); the local records in {run_dir} are complete, "
+            f"the W&B run may lack its last rows. Fix: `wandb sync {run_dir / 'wandb'}/run-*` later, "
+            f"raise logger.finish_timeout (now {finish_timeout:g} s), or logger.mode=offline")
+
+
+def first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0][:300] if lines else "no message"
+
+
+def finish_within(run, exit_code: int, timeout: float) -> str | None:
+    """`run.finish` in a daemon thread joined for `timeout` seconds: with its server gone, wandb's finish
+    retries for ever. After a timeout wandb's service is torn down, so the process can exit. Returns what
+    went wrong, or None."""
+    errors: list[BaseException] = []
+
+    def finish() -> None:
+        try:
+            run.finish(exit_code=exit_code)
+        except BaseException as error:  # also HandleAbandonedError once the service is torn down
+            errors.append(error)
+
+    thread = threading.Thread(target=finish, name="gpt_exp-wandb-finish", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        stop_wandb_service()
+        return f"no answer within logger.finish_timeout={timeout:g} s"
+    if errors:
+        stop_wandb_service()
+        return f"{type(errors[0]).__name__}: {first_line(errors[0])}"
+    return None
+
+
+def stop_wandb_service(timeout: float = 5.0) -> None:
+    """`wandb.teardown()` (which unregisters wandb's exit handler), bounded; if wandb's service process
+    (wandb-core) still runs after `timeout` seconds, it is killed, which ends the teardown."""
+    import wandb
+    from wandb.sdk import wandb_setup
+
+    # measured on wandb 0.31: the singleton's connection holds the wandb-core Popen
+    connection = getattr(getattr(wandb_setup, "_singleton", None), "_connection", None)
+    process = getattr(getattr(connection, "_proc", None), "_process", None)
+
+    def teardown() -> None:
+        try:
+            wandb.teardown()
+        except BaseException:  # SystemExit with wandb-core's exit code, a connection already closed
+            pass
+
+    thread = threading.Thread(target=teardown, name="gpt_exp-wandb-teardown", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive() and process is not None and process.poll() is None:
+        process.kill()
+        thread.join(timeout)
+
+
+def finish_active_run(exit_code: int, timeout: float) -> None:
+    """Ends a W&B run left open by a job that raised (bounded, like RunTracker.finish)."""
+    wandb = sys.modules.get("wandb")  # never imported: no run to end
+    run = getattr(wandb, "run", None) if wandb else None
+    if run is not None:
+        problem = finish_within(run, exit_code, timeout)
+        if problem:
+            log.warning("W&B did not finish the failed run (%s); its local records are complete", problem)
 
 
 def _json_safe(values: dict) -> dict:
