@@ -32,6 +32,7 @@ class RunTracker:
         self.wandb_run = None
         self.wandb_url: str | None = None  # an online run's page
         self.finish_timeout = float(cfg.logger.get("finish_timeout", 30.0))
+        self.wandb_failed = False  # a failing W&B gets one warning line per run
         self.run_id = wandb_resume.run_id if wandb_resume else resume_id
         self.continues = bool(wandb_resume and wandb_resume.continues)
         self.wandb_last_step = wandb_resume.last_step if wandb_resume else None  # W&B holds these steps already
@@ -76,18 +77,20 @@ class RunTracker:
                 self._wandb("log", values, step=step)
 
     def log_table(self, key: str, columns: list[str], rows: list[list], step: int | None = None) -> None:
+        """The local file first. W&B logs a table as an artifact, which asks the server first (measured on
+        wandb 0.31: ~20 s before it gives up on a server gone away): bounded by logger.finish_timeout."""
         (self.run_dir / f"{key.replace('/', '_')}.jsonl").write_text(
             "".join(json.dumps(dict(zip(columns, row)), ensure_ascii=False) + "\n" for row in rows))
         if self.wandb_run is not None:
             import wandb
 
-            self._wandb("log", {key: wandb.Table(columns=columns, data=rows)}, step=step)
+            self._wandb_bounded("log", {key: wandb.Table(columns=columns, data=rows)}, step=step)
 
     def log_image(self, key: str, path: Path, step: int | None = None) -> None:
         if self.wandb_run is not None:
             import wandb
 
-            self._wandb("log", {key: wandb.Image(str(path))}, step=step)
+            self._wandb_bounded("log", {key: wandb.Image(str(path))}, step=step)
 
     def set_summary(self, values: dict) -> None:
         self.summary.update(values)
@@ -95,7 +98,7 @@ class RunTracker:
             try:
                 self.wandb_run.summary.update(values)
             except Exception as error:
-                self._disable(error)
+                self._disable(describe(error))
 
     def finish(self, status: str, extra: dict | None = None) -> None:
         """The local records first (summary.json is the last of them), then W&B's finish, bounded."""
@@ -105,7 +108,8 @@ class RunTracker:
         if self.wandb_run is not None:
             run, self.wandb_run = self.wandb_run, None
             problem = finish_within(run, 0 if status == "finished" else 1, self.finish_timeout)
-            if problem:
+            if problem and not self.wandb_failed:
+                self.wandb_failed = True
                 log.warning("%s", finish_failure_line(problem, self.finish_timeout, self.run_dir))
 
     def _wandb(self, method: str, *args, **kwargs) -> None:
@@ -114,12 +118,23 @@ class RunTracker:
         try:
             getattr(self.wandb_run, method)(*args, **kwargs)
         except Exception as error:
-            self._disable(error)
+            self._disable(describe(error))
 
-    def _disable(self, error: Exception) -> None:
-        log.warning("W&B failed (%s: %s); it is off for the rest of this run, metrics.jsonl goes on",
-                    type(error).__name__, error)
+    def _wandb_bounded(self, method: str, *args, **kwargs) -> None:
+        """A W&B call that may wait on the server, in a daemon thread joined for logger.finish_timeout."""
+        if self.wandb_run is not None:
+            problem = call_within(getattr(self.wandb_run, method), self.finish_timeout, *args, **kwargs)
+            if problem:
+                self._disable(problem)
+
+    def _disable(self, problem: str) -> None:
+        """W&B is off for the rest of the run and its service torn down, so that no exit handler of wandb
+        waits for a server either; the local records go on."""
         self.wandb_run = None
+        stop_wandb_service()
+        if not self.wandb_failed:
+            self.wandb_failed = True
+            log.warning("%s", disabled_line(problem, self.finish_timeout, self.run_dir))
 
 
 def import_quiet_wandb():
@@ -150,6 +165,13 @@ def start_failure_line(error: Exception, mode: str, init_timeout: float, metrics
             f"Fix: logger.mode=disabled, or repair the wandb install")
 
 
+def disabled_line(problem: str, finish_timeout: float, run_dir: Path) -> str:
+    url = os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai"
+    return (f"W&B failed ({problem}; server {url}); it is off for the rest of this run, metrics.jsonl goes on. "
+            f"Fix: logger.mode=offline (`wandb sync {run_dir / 'wandb'}/run-*` uploads what W&B holds), "
+            f"or raise logger.finish_timeout (now {finish_timeout:g} s)")
+
+
 def finish_failure_line(problem: str, finish_timeout: float, run_dir: Path) -> str:
     url = os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai"
     return (f"W&B did not finish ({problem}; server {url}); the local records in {run_dir} are complete, "
@@ -157,33 +179,41 @@ def finish_failure_line(problem: str, finish_timeout: float, run_dir: Path) -> s
             f"raise logger.finish_timeout (now {finish_timeout:g} s), or logger.mode=offline")
 
 
+def describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {first_line(error)}"
+
+
 def first_line(error: BaseException) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return lines[0][:300] if lines else "no message"
 
 
-def finish_within(run, exit_code: int, timeout: float) -> str | None:
-    """`run.finish` in a daemon thread joined for `timeout` seconds: with its server gone, wandb's finish
-    retries for ever. After a timeout wandb's service is torn down, so the process can exit. Returns what
-    went wrong, or None."""
+def call_within(function, timeout: float, *args, **kwargs) -> str | None:
+    """`function(*args, **kwargs)` in a daemon thread joined for `timeout` seconds; what went wrong, or None.
+    A call that is still waiting is left to its thread (a daemon: it never keeps the process alive)."""
     errors: list[BaseException] = []
 
-    def finish() -> None:
+    def call() -> None:
         try:
-            run.finish(exit_code=exit_code)
-        except BaseException as error:  # also HandleAbandonedError once the service is torn down
+            function(*args, **kwargs)
+        except BaseException as error:  # also HandleAbandonedError once wandb's service is torn down
             errors.append(error)
 
-    thread = threading.Thread(target=finish, name="gpt_exp-wandb-finish", daemon=True)
+    thread = threading.Thread(target=call, name="gpt_exp-wandb-call", daemon=True)
     thread.start()
     thread.join(timeout)
     if thread.is_alive():
-        stop_wandb_service()
         return f"no answer within logger.finish_timeout={timeout:g} s"
-    if errors:
+    return describe(errors[0]) if errors else None
+
+
+def finish_within(run, exit_code: int, timeout: float) -> str | None:
+    """`run.finish`, bounded: with its server gone, wandb's finish retries for ever. After a timeout or an
+    error wandb's service is torn down, so the process can exit. Returns what went wrong, or None."""
+    problem = call_within(run.finish, timeout, exit_code=exit_code)
+    if problem:
         stop_wandb_service()
-        return f"{type(errors[0]).__name__}: {first_line(errors[0])}"
-    return None
+    return problem
 
 
 def stop_wandb_service(timeout: float = 5.0) -> None:
