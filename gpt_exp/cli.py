@@ -12,7 +12,7 @@ os.environ.setdefault("GLOG_v", "3")  # MindSpore's C++ log floods the terminal 
 
 import hydra  # noqa: E402
 from hydra.errors import HydraException  # noqa: E402
-from omegaconf import DictConfig, open_dict  # noqa: E402
+from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
 from omegaconf.errors import OmegaConfBaseException  # noqa: E402
 
 from gpt_exp.config_check import check_settings, composition_error_line  # noqa: E402
@@ -34,7 +34,8 @@ def hydra_entry(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     varying = sweep_varying_keys(hydra_cfg.sweep.dir, hydra_cfg.sweeper.get("params")) if multirun else []
-    job_overrides = list(hydra_cfg.overrides.task)
+    # as written: an override such as run_name=${model.nam} must reach the config check unresolved
+    job_overrides = OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False) if multirun else []
     try:
         check_settings(cfg)  # every key typed and in range, before a name, a download, a model or a W&B run
     except ConfigError as error:
