@@ -12,12 +12,14 @@ os.environ.setdefault("GLOG_v", "3")  # MindSpore's C++ log floods the terminal 
 
 import hydra  # noqa: E402
 from hydra.errors import HydraException  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
+from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
 from omegaconf.errors import OmegaConfBaseException  # noqa: E402
 
 from gpt_exp.config_check import check_settings, composition_error_line  # noqa: E402
 from gpt_exp.data.cache import DataUnavailableError  # noqa: E402
 from gpt_exp.errors import ConfigError  # noqa: E402
+from gpt_exp.multirun import job_label, job_name, sweep_group, sweep_varying_keys  # noqa: E402
+from gpt_exp.tracking import finish_active_run  # noqa: E402
 
 log = logging.getLogger("gpt_exp")
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -31,17 +33,24 @@ def hydra_entry(cfg: DictConfig) -> float | None:
 
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    varying = sweep_varying_keys(hydra_cfg.sweep.dir, hydra_cfg.sweeper.get("params")) if multirun else []
+    # as written: an override such as run_name=${model.nam} must reach the config check unresolved
+    job_overrides = OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False) if multirun else []
     try:
         check_settings(cfg)  # every key typed and in range, before a name, a download, a model or a W&B run
     except ConfigError as error:
         if not multirun:
             print(f"\nconfig error: {error}\n", file=sys.stderr)
             sys.exit(2)
-        return record_failure(Path(hydra_cfg.runtime.output_dir), hydra_cfg.job.override_dirname or "job", error)
+        label = job_label(job_overrides, varying) or hydra_cfg.job.override_dirname or "job"
+        return record_failure(Path(hydra_cfg.runtime.output_dir), label, error)
     run_dir = Path(cfg.paths.output_dir or hydra_cfg.runtime.output_dir)
-    overrides = hydra_cfg.job.override_dirname
-    run_name = f"{cfg.run_name}[{overrides}]" if multirun and overrides else cfg.run_name
-    group = Path(hydra_cfg.sweep.dir).name if multirun else None
+    run_name, group = cfg.run_name, None
+    if multirun:  # named by what varies across the sweep; config.yaml and W&B get the same name
+        run_name, group = job_name(cfg.run_name, job_overrides, varying), sweep_group(hydra_cfg.sweep.dir)
+        with open_dict(cfg):
+            cfg.run_name = run_name
+    finish_timeout = cfg.logger.finish_timeout
     try:
         if cfg.trainer.resume:  # the run's own config.yaml, with the few changes a resume may make
             cfg = resumed_config(cfg)
@@ -53,13 +62,15 @@ def hydra_entry(cfg: DictConfig) -> float | None:
         if not multirun:
             kind = "config error" if isinstance(error, ConfigError) else "data unavailable"
             print(f"\n{kind}: {error}\n", file=sys.stderr)
+            finish_active_run(exit_code=1, timeout=finish_timeout)
             sys.exit(2)
-        return record_failure(run_dir, run_name, error)
+        return record_failure(run_dir, run_name, error, finish_timeout)
     except Exception as error:
         mark_raised_by_task(error)
         if not multirun:
+            finish_active_run(exit_code=1, timeout=finish_timeout)  # a dead W&B server must not hold the exit
             raise
-        return record_failure(run_dir, run_name, error)
+        return record_failure(run_dir, run_name, error, finish_timeout)
     return result.get(f"best/{result_metric(cfg)}")
 
 
@@ -83,7 +94,7 @@ def result_metric(cfg: DictConfig) -> str:
     return get_class(cfg.task._target_).main_metric
 
 
-def record_failure(run_dir: Path, run_name: str, error: Exception) -> float:
+def record_failure(run_dir: Path, run_name: str, error: Exception, finish_timeout: float = 30.0) -> float:
     """In a multirun a crashed job is recorded as failed and the sweep goes on."""
     import json
 
@@ -92,13 +103,7 @@ def record_failure(run_dir: Path, run_name: str, error: Exception) -> float:
     (run_dir / "error.txt").write_text("".join(traceback.format_exception(error)))
     (run_dir / "summary.json").write_text(json.dumps(
         {"status": "failed", "run_name": run_name, "error": f"{type(error).__name__}: {error}"}, indent=2))
-    try:
-        import wandb
-
-        if wandb.run is not None:
-            wandb.run.finish(exit_code=1)
-    except Exception:
-        pass
+    finish_active_run(exit_code=1, timeout=finish_timeout)  # the next job's W&B run starts afresh
     return float("nan")
 
 
@@ -147,3 +152,13 @@ def main() -> None:
 
     hydra_utils.run_and_report = report_composition_errors(hydra_utils.run_and_report)
     hydra_entry()
+    exit_if_jobs_failed()
+
+
+def exit_if_jobs_failed() -> None:
+    """Hydra's multirun returns normally whatever its jobs did: exit code 1 when any failed, after all ran."""
+    from gpt_exp import multirun
+
+    if multirun.failed_jobs:
+        print(f"\n{multirun.failure_line(multirun.failed_jobs, len(multirun.jobs_run))}\n", file=sys.stderr)
+        sys.exit(1)

@@ -337,10 +337,10 @@ class LoggerConfig:
     mode: str = setting("offline", "W&B: offline (no account), online, or disabled", choices=("offline", "online", "disabled"))
     project: str = setting("gpt_exp", "the W&B project")
     entity: Optional[str] = setting(None, "the W&B user or team; null: your default")
-    group: Optional[str] = setting(None, "the W&B group; null: the multirun's sweep directory")
+    group: Optional[str] = setting(None, "the W&B group; null: the multirun's date and time (its sweep directory)")
     tags: List[str] = setting([], "W&B tags")
     notes: Optional[str] = setting(None, "W&B notes")
-    # announced by the h_wandb helper; declared so the check accepts them once merged
+    # a W&B that cannot be reached costs at most these two bounds (gpt_exp/tracking.py)
     init_timeout: float = setting(15.0, "seconds to wait for W&B to start before training on without it", gt=0)
     finish_timeout: float = setting(30.0, "seconds to wait for W&B to finish uploading", gt=0)
 

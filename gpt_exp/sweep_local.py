@@ -25,12 +25,11 @@ from pathlib import Path
 import yaml
 
 from gpt_exp.errors import ConfigError
+from gpt_exp.multirun import failure_line, sweep_group
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
 DEFAULT_COMMAND = ["${env}", "${interpreter}", "${program}", "${args}"]  # W&B's default
 ENVVAR = re.compile(r"\$\{envvar:([A-Za-z0-9_]*)\}")
-# overrides that never name a run (as hydra.job.config.override_dirname.exclude_keys in conf/hydra)
-UNNAMED_KEYS = {"seed", "trainer.resume", "logger.mode", "device"}
 
 
 def load_sweep(path: Path) -> dict:
@@ -91,11 +90,17 @@ def build_command(sweep: dict, values: dict, extra: list[str], wandb_mode: str) 
 
 
 def run_label(values: dict, fixed: set[str] = frozenset()) -> str:
-    """Like Hydra's override_dirname, of the values that vary: how a run is recognised."""
+    """The values that vary across the sweep (seed included), as a multirun names its jobs."""
     def short(value):
         return f"{value:.4g}" if isinstance(value, float) else value
 
-    return ",".join(f"{k}={short(v)}" for k, v in sorted(values.items()) if k not in UNNAMED_KEYS | set(fixed))
+    return ",".join(f"{k}={short(v)}" for k, v in sorted(values.items()) if k not in fixed)
+
+
+def fixed_keys(parameters: dict) -> set[str]:
+    """Parameters with one value (`value: x` or a one-item `values`): the same in every run."""
+    return {k for k, spec in parameters.items()
+            if isinstance(spec, dict) and ("value" in spec or len(spec.get("values") or [None, None]) == 1)}
 
 
 def compose_job(overrides: list[str]):
@@ -136,13 +141,14 @@ def run_sweep(sweep_path: Path, sweep_dir: Path | None = None, count: int | None
     if method != "grid" and not count:
         raise ConfigError(f"method={method} proposes runs without end: give --count N or `run_cap` in {sweep_path}")
     swept = set(sweep["parameters"])
-    fixed = {k for k, spec in sweep["parameters"].items() if isinstance(spec, dict) and "value" in spec}
+    fixed = fixed_keys(sweep["parameters"])
     clash = sorted(swept & {o.lstrip("+~").split("=", 1)[0] for o in extra})
     if clash:
         raise ConfigError(f"{', '.join(clash)} is swept by {sweep_path}; remove it from the extra overrides")
     name = sweep.get("name") or sweep_path.stem
     sweep_dir = sweep_dir or Path("multirun") / datetime.now().strftime("%Y-%m-%d") / \
         f"{datetime.now():%H-%M-%S}_{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}"
+    group = sweep_group(sweep_dir)  # multirun/DATE/TIME_NAME: DATE_TIME_NAME, unique
     metric = (sweep.get("metric") or {}).get("name")
     np.random.seed(seed)  # random and bayes draw from numpy's global generator
     if not dry_run:
@@ -165,7 +171,7 @@ def run_sweep(sweep_path: Path, sweep_dir: Path | None = None, count: int | None
         run_name = f"{cfg.run_name}[{label}]"
         job_dir = sweep_dir / f"{index}_{re.sub(r'[^A-Za-z0-9_.=,-]+', '_', str(cfg.run_name))}"
         command = program + overrides + [f"hydra.run.dir={job_dir}", f"run_name={hydra_quote(run_name)}",
-                                         f"logger.group={hydra_quote(sweep_dir.name)}"]
+                                         f"logger.group={hydra_quote(group)}"]
         if dry_run:
             print(f"[{index + 1}] " + " ".join(command), flush=True)
             proposal.state = "finished"
@@ -186,7 +192,8 @@ def run_sweep(sweep_path: Path, sweep_dir: Path | None = None, count: int | None
         proposal.summary_metrics = {k: v for k, v in summary.items() if isinstance(v, (int, float))}
         history.append(proposal)
         value = summary.get(metric) if metric else None
-        results.append({"run_dir": str(job_dir), "values": values, "status": status, "metric": value})
+        results.append({"run_dir": str(job_dir), "values": values, "status": status, "metric": value,
+                        "name": record.get("run_name") or run_name, "error": record.get("error", "")})
         shown = f"{metric} {value:.4f}" if isinstance(value, (int, float)) else record.get("error", "")
         print(f"    {status} in {time.time() - started:.0f} s: {shown}", flush=True)
 
@@ -204,10 +211,11 @@ def _report(results: list[dict], sweep: dict, sweep_dir: Path, fixed: set[str]) 
         pick = max if metric.get("goal") == "maximize" else min
         best = pick(scored, key=lambda r: r["metric"])
         print(f"best: {metric.get('name')} {best['metric']:.4f} with {run_label(best['values'], fixed)} ({best['run_dir']})")
-    failed = sum(r["status"] != "finished" for r in results)
-    if failed:
-        print(f"{failed} of {len(results)} runs failed (see error.txt in their directories)")
     compare([str(sweep_dir)])
+    failed = [{"name": r["name"], "error": r["error"], "status": r["status"], "job_dir": r["run_dir"]}
+              for r in results if r["status"] != "finished"]
+    if failed:  # last, so that it is the line a user sees
+        print(failure_line(failed, len(results), what="sweep"), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -235,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"\nsweep error: {error}\n", file=sys.stderr)
         return 2
-    return 0 if args.dry_run or any(r["status"] == "finished" for r in results) else 1
+    return 0 if args.dry_run or all(r["status"] == "finished" for r in results) else 1  # after all runs ran
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -99,6 +100,40 @@ def test_launcher_configs_compose():
     assert get_class(slurm._target_).__name__ == "SlurmLauncher"
 
 
+# --- names and groups of a multirun's jobs ----------------------------------------------------------
+
+def test_names_come_from_the_keys_that_vary_seed_included():
+    from gpt_exp.multirun import job_name, varying_keys
+
+    # the command line sweeps seed and pins truncation; the preset sweeps model and truncation, fixes task
+    varying = varying_keys(["+sweep=grid", "seed=1,2", "truncation=head", "device=cpu"],
+                           {"model": "gpt1-tiny,gpt2-tiny", "truncation": "head,tail", "task": "lm"})
+    assert varying == ["model", "seed"]
+    job = ["+sweep=grid", "seed=2", "truncation=head", "device=cpu", "model=gpt2-tiny", "task=lm"]
+    assert job_name("gpt2-tiny-lm-fp32", job, varying) == "gpt2-tiny-lm-fp32[model=gpt2-tiny,seed=2]"
+    names = {job_name("gpt2-tiny-lm-fp32", [f"seed={seed}", "trainer.max_steps=5"], varying_keys(
+        ["seed=1,2", "trainer.max_steps=5"], None)) for seed in (1, 2)}
+    assert names == {"gpt2-tiny-lm-fp32[seed=1]", "gpt2-tiny-lm-fp32[seed=2]"}  # two jobs, two names
+    # an Optuna search: its distributions vary; a sampled float is shortened
+    optuna = varying_keys([], {"optimizer.lr": "tag(log, interval(1e-4, 1e-2))", "trainer.batch_size": "choice(8, 16)"})
+    assert optuna == ["optimizer.lr", "trainer.batch_size"]
+    assert job_name("x", ["optimizer.lr=0.0012345678901", "trainer.batch_size=8"], optuna) == \
+        "x[optimizer.lr=0.001235,trainer.batch_size=8]"
+    assert job_name("x", ["seed=1"], []) == "x"  # nothing varies: the plain name
+
+
+def test_the_group_is_the_sweeps_date_and_time():
+    from gpt_exp.multirun import sweep_group
+
+    assert sweep_group("multirun/2026-12-03/05-16-00") == "2026-12-03_05-16-00"
+    assert sweep_group("multirun/2026-12-04/05-16-00") != sweep_group("multirun/2026-12-03/05-16-00")
+    assert sweep_group("multirun/2026-12-03/05-16-00_grid") == "2026-12-03_05-16-00_grid"  # a preset's
+    assert sweep_group("multirun/gpt1_ablation/2026-12-03_05-16-00") == "2026-12-03_05-16-00"
+    assert sweep_group("/tmp/my-sweep") == "my-sweep"  # a directory of the user's own naming
+    cfg = compose_with_hydra(["+sweep=grid"])  # and the callback that records a multirun is configured
+    assert cfg.hydra.callbacks.gpt_exp_multirun._target_ == "gpt_exp.multirun.MultirunRecorder"
+
+
 # --- the W&B sweep definition and the local driver ----------------------------------------------------
 
 def test_wandb_sweep_yaml_validates_and_every_proposal_composes(capsys):
@@ -137,8 +172,8 @@ def test_a_broken_sweep_definition_is_refused_with_the_reason(tmp_path):
 
 
 @pytest.mark.slow
-def test_local_driver_runs_a_grid_and_records_a_crash(tmp_path, shakespeare_excerpt):
-    from gpt_exp.sweep_local import run_sweep
+def test_local_driver_runs_a_grid_and_records_a_crash(tmp_path, shakespeare_excerpt, capsys):
+    from gpt_exp.sweep_local import main
 
     definition = tmp_path / "sweep.yaml"
     definition.write_text(yaml.safe_dump({
@@ -146,13 +181,16 @@ def test_local_driver_runs_a_grid_and_records_a_crash(tmp_path, shakespeare_exce
         "parameters": {"trainer.batch_size": {"values": [100000, 8]}, "optimizer.lr": {"value": 0.003}},
         "command": ["${env}", "${interpreter}", "-m", "gpt_exp", "logger.mode=online", "${args_no_hyphens}"]}))
     sweep_dir = tmp_path / "sweep"
-    results = run_sweep(definition, sweep_dir, extra=without(TINY, "trainer.batch_size", "optimizer.lr", "logger.mode")
-                        + shakespeare_excerpt + SHORT)
-    assert [r["status"] for r in results] == ["failed", "finished"]
-    crashed, finished = (Path(r["run_dir"]) for r in results)
+    extra = without(TINY, "trainer.batch_size", "optimizer.lr", "logger.mode") + shakespeare_excerpt + SHORT
+    assert main([str(definition), "--sweep-dir", str(sweep_dir), "--", *extra]) == 1  # after both runs ran
+    crashed, finished = job_dirs(sweep_dir)
+    assert json.loads((crashed / "summary.json").read_text())["status"] == "failed"
     assert "trainer.batch_size=100000" in (crashed / "error.txt").read_text()
-    assert results[1]["metric"] == json.loads((finished / "summary.json").read_text())["summary"]["best/loss"]
-    offline = wandb_run(finished)  # the runs go offline, named by the swept value
+    assert json.loads((finished / "summary.json").read_text())["status"] == "finished"
+    last = capsys.readouterr().out.strip().splitlines()[-1]  # one line names the failed run and its error.txt
+    assert last.startswith("sweep: 1 of 2 jobs failed: gpt2-tiny-lm-fp32[trainer.batch_size=100000] (")
+    assert str(crashed / "error.txt") in last
+    offline = wandb_run(finished)  # the runs go offline, named by the swept value (lr is the same in both)
     assert offline["name"] == "gpt2-tiny-lm-fp32[trainer.batch_size=8]" and offline["exit_code"] == 0
     assert wandb_group(finished) == "sweep"
     table = (sweep_dir / "comparison" / "comparison.csv").read_text()
@@ -185,9 +223,8 @@ def test_2x2_multirun_in_parallel_gives_4_distinct_runs_and_a_table(tmp_path, sh
         final_losses.add(round(summary["summary"]["best/loss"], 6))
         run = wandb_run(job)
         assert run["exit_code"] == 0 and run["config"]["model"]["name"] == config["model"]["name"]
-        assert run["name"].startswith(f"{config['model']['name']}-lm-fp32[")
-        assert f"model={config['model']['name']}" in run["name"] and "optimizer.lr=" in run["name"]
-        assert wandb_group(job) == "grid"
+        assert run["name"] == config["run_name"] == f"{config['model']['name']}-lm-fp32[model={config['model']['name']},optimizer.lr={lr}]"
+        assert wandb_group(job) == "grid"  # a sweep directory of the user's own naming
         seen_ids.add(summary["wandb_id"])
     assert len(seen_ids) == 4 and len(final_losses) == 4
 
@@ -198,16 +235,33 @@ def test_2x2_multirun_in_parallel_gives_4_distinct_runs_and_a_table(tmp_path, sh
 
 
 @pytest.mark.slow
-def test_a_crashing_job_is_recorded_and_the_sweep_goes_on(tmp_path, shakespeare_excerpt):
-    sweep_dir = tmp_path / "crash"
-    done = cli(["-m", "trainer.batch_size=100000,8", *without(TINY, "trainer.batch_size"), *shakespeare_excerpt, *SHORT,
-                "trainer.max_steps=2", "trainer.eval_interval=2", f"hydra.sweep.dir={sweep_dir}"])
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+def test_a_crashing_job_is_recorded_the_sweep_goes_on_and_exits_1(tmp_path, shakespeare_excerpt):
+    """batch_size=100000 passes the config check and fails at run time; seed=1 is the same in both jobs."""
+    root = tmp_path / "multirun"
+    done = cli(["-m", "trainer.batch_size=100000,8", "seed=1", *without(TINY, "trainer.batch_size", "logger.mode"),
+                *shakespeare_excerpt, *SHORT, "trainer.max_steps=2", "trainer.eval_interval=2", "logger.mode=offline",
+                f"hydra.sweep.dir={root}/${{now:%Y-%m-%d}}/${{now:%H-%M-%S}}"])  # the default layout, in tmp
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-5000:]
+    (sweep_dir,) = root.glob("*/*")
     crashed, finished = job_dirs(sweep_dir)
     record = json.loads((crashed / "summary.json").read_text())
     assert record["status"] == "failed" and "trainer.batch_size=100000" in record["error"]
     assert "Traceback" in (crashed / "error.txt").read_text()
-    assert json.loads((finished / "summary.json").read_text())["status"] == "finished"
+    summary = json.loads((finished / "summary.json").read_text())
+    assert summary["status"] == "finished"  # the job after the failed one ran to its end
+    failures = [line for line in done.stderr.splitlines() if line.startswith("multirun:")]
+    assert len(failures) == 1 and failures[0].startswith("multirun: 1 of 2 jobs failed: ")
+    assert f"gpt2-tiny-lm-fp32[trainer.batch_size=100000] (ValueError: " in failures[0]
+    assert str(crashed / "error.txt") in failures[0]
+    # named by what varies (not seed=1, the same in both), and the name is one in config, summary and W&B
+    name = "gpt2-tiny-lm-fp32[trainer.batch_size=8]"
+    assert yaml.safe_load((finished / "config.yaml").read_text())["run_name"] == name
+    assert summary["run_name"] == name and record["run_name"] == "gpt2-tiny-lm-fp32[trainer.batch_size=100000]"
+    run = wandb_run(finished)
+    assert run["name"] == name and run["config"]["run_name"] == name
+    # the group is the sweep's date and time, unique across days
+    assert wandb_group(finished) == f"{sweep_dir.parent.name}_{sweep_dir.name}"
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}", wandb_group(finished))
     written = compare([sweep_dir], tmp_path / "comparison")
     assert [r.status for r in written["runs"]] == ["finished", "failed"]
 
