@@ -32,9 +32,13 @@ from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
-# config parts that never reach the compiled train step (where and how often things are logged or saved)
+# config parts that never reach the compiled train step: where and how often things are logged or saved, and
+# where the initial weights come from (the graph binds the Parameters it is given; their shapes stay in the
+# key through model.n_layer etc., which model.init_from writes into the config). So the ablation's pre-trained
+# and from-scratch arms share one graph.
 _OUTSIDE_THE_GRAPH = {
-    None: ("logger", "paths", "hydra"),
+    None: ("logger", "paths", "hydra", "ablation"),
+    "model": ("name", "init_from"),
     "trainer": ("eval_interval", "eval_batches", "test_batches", "log_interval", "checkpoint_interval",
                 "keep_checkpoints", "resume", "compile_cache"),
 }
@@ -43,8 +47,9 @@ _OUTSIDE_THE_GRAPH = {
 def graph_key(cfg: DictConfig, vocab_size: int) -> str:
     """A hash of everything the train step's graph is built from, except the input shapes (see cached_step)."""
     config = {name: _plain(cfg[name]) for name in cfg if name not in _OUTSIDE_THE_GRAPH[None]}
-    for key in _OUTSIDE_THE_GRAPH["trainer"]:
-        config.get("trainer", {}).pop(key, None)
+    for section, keys in _OUTSIDE_THE_GRAPH.items():
+        for key in keys if section else ():
+            (config.get(section) or {}).pop(key, None)
     described = {"config": config, "vocab_size": vocab_size, "mindspore": mindspore.__version__,
                  "gpt_exp": _source_hash()}
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()[:20]
