@@ -12,6 +12,11 @@ of 6.9 s. Two things make it safe only under conditions this module enforces:
   checked). So each cache folder holds the train step alone (the cache is on only while it compiles), and the
   folder is named by a hash of everything that reaches the graph: the config (learning-rate schedule, dropout,
   seed, shapes, ...), the vocabulary, the input shapes, MindSpore's version and gpt_exp's own source.
+- MindSpore keeps the first `compile_cache_path` of a process and numbers the cached graphs of a process
+  from there: a second cached compile in the same process (the next job of a multirun that runs its jobs in
+  one process, Hydra's basic launcher or joblib's reused workers) wrote `compile_cache_1.mindir` into the
+  first, by then renamed, folder and loaded nothing. So the cache serves the first train step of a process
+  only; later ones compile as before (correct either way, measured: identical losses).
 A folder is written under a temporary name and renamed once complete, so a parallel sweep job never reads a
 half-written graph.
 """
@@ -31,6 +36,7 @@ import mindspore
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
+_used_in_process = False  # MindSpore takes one compile_cache_path per process (see above)
 
 # config parts that never reach the compiled train step: where and how often things are logged or saved, and
 # where the initial weights come from (the graph binds the Parameters it is given; their shapes stay in the
@@ -92,6 +98,12 @@ def cached_step(step, folder: Path):
 
 
 def _compile_through(step, arrays, target: Path):
+    global _used_in_process
+    if _used_in_process:
+        log.info("compile cache: not for a second train step in this process (MindSpore keeps its first cache "
+                 "path); compiling")
+        return step(*arrays)
+    _used_in_process = True
     reuse = _complete(target)
     where = target if reuse else Path(tempfile.mkdtemp(prefix=".building-", dir=_parent(target)))
     start = time.perf_counter()
