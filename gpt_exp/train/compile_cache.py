@@ -112,6 +112,7 @@ def _compile_through(step, arrays, target: Path):
         result = step(*arrays)
     finally:
         mindspore.set_context(enable_compile_cache=False)  # the eval step and generation stay uncached
+    mindspore.runtime.synchronize()  # the step runs asynchronously: time it to its end, as a user waits for it
     if not reuse:
         _publish(where, target)
     log.info("compile cache: first train step %.1f s, graph %s %s", time.perf_counter() - start,
