@@ -33,6 +33,7 @@ def test_the_peak_is_flop_per_cycle_times_the_clock():
     assert 0.5 < peaks["clock_ghz"] < 7
 
 
+@pytest.mark.slow  # ~30 s: a MindSpore compile and a PyTorch worker
 def test_the_json_has_one_row_per_side_and_setting(tmp_path):
     python = bench_train_step.torch_python(SimpleNamespace(torch_python=None))
     if python is None:
