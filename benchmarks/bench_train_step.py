@@ -326,7 +326,10 @@ def torch_python(args) -> str | None:
     candidates = [args.torch_python, os.environ.get("GPT_EXP_BENCH_PYTHON"), sys.executable,
                   str(ROOT.parent / "bench-venv" / "bin" / "python")]
     for python in filter(None, candidates):
-        probe = subprocess.run([python, "-c", "import torch, transformers"], capture_output=True)
+        try:
+            probe = subprocess.run([python, "-c", "import torch, transformers"], capture_output=True)
+        except OSError:  # no such Python
+            continue
         if probe.returncode == 0:
             return os.path.abspath(python)  # absolute: the workers run in --log-dir (not resolve(): a venv's python is a symlink)
     return None
