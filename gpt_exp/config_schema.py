@@ -325,6 +325,8 @@ class TrainerConfig:
     log_interval: int = setting(10, "optimizer steps between log lines", min=1)
     checkpoint_interval: int = setting(100, "steps between checkpoints (the last step is always saved)", min=1)
     compile: bool = setting(True, "run the train step in graph mode (mindspore.jit)")
+    compile_cache: bool = setting(True, "reuse the train step's compiled graph from paths.cache_dir/compile "
+                                        "when config, vocabulary, shapes and code are the same (single process)")
     resume: Optional[str] = setting(None, "a run directory to continue from its last checkpoint")
     # announced by other helpers (resume, reproducibility); declared so the check accepts them once merged
     keep_checkpoints: int = setting(2, "step checkpoints kept besides best.ckpt", min=1)

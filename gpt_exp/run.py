@@ -126,7 +126,8 @@ def train(cfg: DictConfig, run_dir: Path, run_name: str, group: str | None = Non
     loss_scaler = make_loss_scaler(cfg.precision)
     state = checkpoint.TrainState(network, optimizer, loss_scaler)
     train_step = make_train_step(network, optimizer, loss_scaler, trainer.grad_accum_steps,
-                                 trainer.max_grad_norm, trainer.compile, world.grad_reducer(optimizer.parameters))
+                                 trainer.max_grad_norm, trainer.compile, world.grad_reducer(optimizer.parameters),
+                                 compile_cache_folder(cfg, cache_dir, tokenizer.vocab_size, world.size))
     eval_step = make_eval_step(network, trainer.compile)
     log.info("model: %s, %.2fM parameters, vocab %d; %d steps of %d x %d sequences on %s",
              cfg.model.name, model.num_parameters() / 1e6, tokenizer.vocab_size, max_steps, trainer.grad_accum_steps,
@@ -242,6 +243,18 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     # MindSpore allows one setting per process: a multirun's or a test's later jobs keep the first one
     if not DeviceManagerConf.get_instance().is_deterministic_configured():
         mindspore.set_deterministic(bool(deterministic))
+
+
+def compile_cache_folder(cfg: DictConfig, cache_dir: Path, vocab_size: int, world_size: int) -> Path | None:
+    """Where this run's compiled train step is cached (trainer.compile_cache), keyed by what builds it."""
+    if not (cfg.trainer.compile and cfg.trainer.get("compile_cache")):
+        return None
+    if world_size > 1:  # each rank would write its own rank_N folder: not measured yet, so compiled as before
+        log.info("compile cache: off in data parallel runs")
+        return None
+    from gpt_exp.train.compile_cache import graph_key
+
+    return cache_dir / "compile" / graph_key(cfg, vocab_size)
 
 
 def build_tokenizer(cfg: DictConfig, task, records, cache_dir: Path) -> TextTokenizer:

@@ -50,6 +50,7 @@ CASES = [
     # ---- wrong types, every group
     ("type_batch_size_float", ["trainer.batch_size=1.5"], "trainer.batch_size=1.5: must be a whole number", "config"),
     ("type_compile_text", ["trainer.compile=maybe"], "trainer.compile='maybe': must be true or false", "config"),
+    ("type_compile_cache_text", ["trainer.compile_cache=maybe"], "trainer.compile_cache='maybe': must be true or false", "config"),
     ("type_n_layer_text", ["model.n_layer=two"], "model.n_layer='two'", "config"),
     ("type_tags_number", ["logger.tags=5"], "logger.tags=5: must be a list", "config"),
     ("type_loss_scale_number", ["precision=fp16", "precision.loss_scale=3"], "precision.loss_scale=3", "config"),

@@ -8,6 +8,8 @@ from __future__ import annotations
 import mindspore
 from mindspore import amp, nn, ops
 
+from gpt_exp.train.compile_cache import cached_step
+
 
 def _sum_of_squares(g):
     g = g if g.dtype == mindspore.float32 else g.astype(mindspore.float32)  # no cast kernel for float32
@@ -23,11 +25,13 @@ def global_norm(grads):
 
 
 def make_train_step(network: nn.Cell, optimizer: nn.Optimizer, loss_scaler, accum_steps: int,
-                    max_grad_norm: float | None, compile: bool, grad_reducer=None):
+                    max_grad_norm: float | None, compile: bool, grad_reducer=None, compile_cache=None):
     """Returns step(*arrays) -> (loss, loss_parts, grad_norm, is_finite).
 
     `grad_reducer` (data parallel, gpt_exp/distributed.py) averages the gradients over the ranks
     before they are checked, clipped and applied, so every rank takes the same step.
+    `compile_cache` (a folder, with `compile`): load the compiled graph from there, or save it there
+    (gpt_exp/train/compile_cache.py).
 
     Every input array carries a leading axis of `accum_steps` micro-batches. `network(*micro_batch)`
     returns (loss, loss_parts). A step whose gradients overflow is skipped and lowers the loss scale.
@@ -66,7 +70,29 @@ def make_train_step(network: nn.Cell, optimizer: nn.Optimizer, loss_scaler, accu
         parts = tuple(p / accum_steps for p in parts)
         return loss, parts, grad_norm, is_finite
 
-    return mindspore.jit(train_step) if compile else train_step
+    if not compile:
+        return train_step
+    # jit of a Cell, not of the function: a graph loaded from the compile cache binds the Cell's parameters
+    # (weights, optimizer moments, loss scale) by name; a function's graph would bind none of them
+    step = mindspore.jit(TrainStep(train_step, network, optimizer, loss_scaler, grad_reducer))
+    return step if compile_cache is None else cached_step(step, compile_cache)
+
+
+class TrainStep(nn.Cell):
+    """The train step as a Cell that owns every parameter the step reads or updates."""
+
+    def __init__(self, train_step, network, optimizer, loss_scaler, grad_reducer=None):
+        super().__init__(auto_prefix=False)  # the parameters keep their names (checkpoints, the cache)
+        self.network = network
+        self.optimizer = optimizer
+        self.loss_scale_value = loss_scaler.scale_value
+        self.loss_scale_counter = loss_scaler.counter
+        if isinstance(grad_reducer, nn.Cell):
+            self.grad_reducer = grad_reducer
+        self.train_step = train_step
+
+    def construct(self, *arrays):
+        return self.train_step(*arrays)
 
 
 def make_eval_step(network: nn.Cell, compile: bool):
