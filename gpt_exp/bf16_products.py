@@ -75,6 +75,7 @@ def _library() -> ctypes.CDLL:
     library.Bf16MatMulImplementation.restype = ctypes.c_char_p
     library.Bf16MatMulImplementation.argtypes = [ctypes.c_int64] * 3
     library.Bf16MatMulSetThreads.argtypes = [ctypes.c_int]
+    library.Bf16MatMulSeconds.restype = ctypes.c_double
     return library
 
 
@@ -87,6 +88,11 @@ def set_threads(threads: int) -> None:
     """Threads of the kernel's own pool (MindSpore's runtime threads wait while a product runs)."""
     if _library().Bf16MatMulSetThreads(int(threads)) != 0:
         raise KernelUnavailable(f"the bf16 product kernel could not start {threads} threads")
+
+
+def seconds_in_products() -> float:
+    """Wall seconds this process has spent in the kernel's products (conversions included): a step's share."""
+    return _library().Bf16MatMulSeconds()
 
 
 def multiply_numpy(a, b):

@@ -11,6 +11,7 @@
 // declarations used are written out below (oneDNN 3.x ABI; MindSpore 2.10 ships 3.10, threadpool runtime).
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
@@ -192,6 +193,26 @@ class Engine {
   int Multiply(const float *a, const float *b, float *c, int64_t m, int64_t k, int64_t n, bool ta, bool tb) {
     std::lock_guard<std::mutex> lock(mutex_);  // MindSpore may launch two products at once: one pool, one scratch
     if (engine_ == nullptr && Start() != 0) return 1;
+    auto started = std::chrono::steady_clock::now();
+    int status = MultiplyLocked(a, b, c, m, k, n, ta, tb);
+    seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    return status;
+  }
+
+  double Seconds() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return seconds_;
+  }
+
+  const char *Implementation(int64_t m, int64_t k, int64_t n) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    Product *product = nullptr;
+    if ((engine_ == nullptr && Start() != 0) || Compile(m, k, n, false, false, &product) != 0) return "";
+    return product->impl;
+  }
+
+ private:
+  int MultiplyLocked(const float *a, const float *b, float *c, int64_t m, int64_t k, int64_t n, bool ta, bool tb) {
     Product *product = nullptr;
     CHECK_DNNL(Compile(m, k, n, ta, tb, &product));
     if (a_bf16_.size() < size_t(m * k)) a_bf16_.resize(m * k);
@@ -206,14 +227,6 @@ class Engine {
     return dnnl_stream_wait(stream_);
   }
 
-  const char *Implementation(int64_t m, int64_t k, int64_t n) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    Product *product = nullptr;
-    if ((engine_ == nullptr && Start() != 0) || Compile(m, k, n, false, false, &product) != 0) return "";
-    return product->impl;
-  }
-
- private:
   int Start() {
     if (!pool_) pool_.reset(new Pool(threads_ = DefaultThreads()));
     CHECK_DNNL(dnnl_engine_create(&engine_, kEngineCpu, 0));
@@ -264,6 +277,7 @@ class Engine {
   std::map<std::tuple<int64_t, int64_t, int64_t, bool, bool>, Product> products_;
   std::map<int64_t, Conversion> conversions_;
   std::vector<uint16_t> a_bf16_, b_bf16_;
+  double seconds_ = 0;  // wall time inside the products so far (conversions included)
 };
 
 Engine &TheEngine() {
@@ -305,6 +319,8 @@ int MatMulTN(int nparam, void **params, int *ndims, int64_t **shapes, const char
 }
 // Threads of the pool oneDNN runs on (default: the CPUs this process may use).
 int Bf16MatMulSetThreads(int threads) { return TheEngine().SetThreads(threads); }
+// Wall seconds spent in the products so far in this process (for profiles: their share of a step).
+double Bf16MatMulSeconds() { return TheEngine().Seconds(); }
 // The oneDNN implementation a bf16 M x K x N product runs on here, e.g. "brg_matmul:avx512_core_bf16".
 const char *Bf16MatMulImplementation(int64_t m, int64_t k, int64_t n) { return TheEngine().Implementation(m, k, n); }
 }
