@@ -292,6 +292,8 @@ class PrecisionConfig:
                              choices=("O0", "O1", "O2", "O3", "auto"))
     matmul_dtype: Optional[str] = setting(None, "bfloat16: float32 tensors, bf16 matrix products (CPU)",
                                           choices=("float32", "bfloat16"))
+    matmul_kernel: str = setting("auto", "bf16 products: onednn_fpmath (AMX), custom_op (AVX512-BF16 or AMX), "
+                                 "auto: probe, fpmath first", choices=("auto", "onednn_fpmath", "custom_op"))
     loss_scale: Optional[LossScale] = setting(None, "dynamic loss scaling; null: none")
 
 

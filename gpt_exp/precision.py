@@ -6,10 +6,14 @@ The `precision` group (conf/precision/) picks one of:
 - bf16: amp in bfloat16, no loss scaling (bf16 keeps fp32's exponent range). Ascend / GPU only:
   MindSpore 2.10's CPU backend has no bfloat16 kernels (MatMul, Gather, BatchMatMul raise
   "Unsupported data type"), so on a CPU it is refused with the fix below.
-- bf16_matmul: float32 tensors and weights, but every matrix product is computed by oneDNN in bf16
-  with float32 accumulation (its "fpmath mode"), like PyTorch's `set_float32_matmul_precision("medium")`.
-  oneDNN does this only on CPUs with AMX; elsewhere (e.g. AMD Zen 4 with AVX512-BF16) it silently computes
-  in float32, so `bf16_fpmath_works()` probes what this machine really does and the config check refuses.
+- bf16_matmul: float32 tensors and weights, but the matrix products are computed by oneDNN in bf16
+  with float32 accumulation, like PyTorch's bf16 autocast for products. Two ways (precision.matmul_kernel):
+  onednn_fpmath: MindSpore's own MatMul / BatchMatMul with oneDNN's bf16 "fpmath mode"; oneDNN honours it
+  only on CPUs with AMX, elsewhere (e.g. AMD Zen 4 with AVX512-BF16) it silently computes in float32.
+  custom_op: the dense layers and the LM head call gpt_exp/bf16_products.py's custom operator, which hands
+  oneDNN bf16 operands (fast on AVX512-BF16 and AMX alike; the small attention products stay float32).
+  `bf16_products_route()` probes what this machine really does (auto: fpmath where it works, else the
+  custom op) and the config check refuses where neither computes in bf16.
 
 What works where is measured in docs/performance.md.
 """
@@ -36,6 +40,7 @@ log = logging.getLogger(__name__)
 DTYPES = {"float32": mindspore.float32, "float16": mindspore.float16, "bfloat16": mindspore.bfloat16}
 AMP_LEVELS = ("O0", "O1", "O2", "O3", "auto")
 MATMUL_DTYPES = (None, "float32", "bfloat16")
+MATMUL_KERNELS = ("auto", "onednn_fpmath", "custom_op")
 # oneDNN's dnnl_fpmath_mode_t: strict = plain fp32, bf16 = may down-convert fp32 inputs to bf16
 _FPMATH = {"float32": 0, "bfloat16": 1}
 _fpmath_set_in_process: str | None = None  # oneDNN takes its math mode once per process (see set_matmul_math)
@@ -71,6 +76,9 @@ def check_precision(precision: DictConfig, device_target: str) -> None:
     if precision.dtype != "float32" and precision.amp_level == "O0":
         raise ConfigError(f"precision.dtype={precision.dtype} with precision.amp_level=O0 casts nothing. Fix: "
                           f"precision.amp_level=O2 (or O1 / O3 / auto), or precision=fp32.")
+    kernel = precision.get("matmul_kernel") or "auto"
+    if kernel not in MATMUL_KERNELS:
+        raise ConfigError(f"precision.matmul_kernel={kernel!r}: use one of {', '.join(MATMUL_KERNELS)}")
     if matmul == "bfloat16":
         if precision.dtype != "float32":
             raise ConfigError(f"precision.matmul_dtype=bfloat16 with precision.dtype={precision.dtype}: bf16 matrix "
@@ -78,18 +86,82 @@ def check_precision(precision: DictConfig, device_target: str) -> None:
         if device_target != "CPU":
             raise ConfigError(f"precision={name} (bf16 matrix products through oneDNN) is for the CPU, not "
                               f"{device_target}. Fix: precision=bf16 on {device_target}.")
-        if not bf16_fpmath_works():
-            raise ConfigError(
-                f"precision={name} on device=cpu: this CPU ({cpu_model()}; oneDNN ISA {onednn_isa()}) computes "
-                f"float32 matrix products in float32 even when oneDNN is asked for bf16 (a probe product in a fresh "
-                f"process read 256.5, not 256): oneDNN's implicit bf16 down-conversion needs AMX (Intel Sapphire "
-                f"Rapids or later). Fix: precision=fp32 (the fastest choice here) or precision=fp16.")
+        if bf16_products_route(kernel) is None:
+            raise ConfigError(_no_bf16_products_message(name, kernel))
+
+
+def _no_bf16_products_message(name: str, kernel: str) -> str:
+    """Why neither way to bf16 products works on this CPU, with what was probed."""
+    fpmath = ("oneDNN computes float32 matrix products in float32 even when asked for bf16 (a probe product in a "
+              "fresh process read 256.5, not 256): its implicit bf16 down-conversion needs AMX")
+    custom = f"the bf16 product kernel does not run in bf16 here ({_custom_op_probe()[1]})"
+    reasons = {"onednn_fpmath": fpmath, "custom_op": custom, "auto": f"{fpmath}; and {custom}"}[kernel]
+    working = bf16_products_route("auto") if kernel != "auto" else None
+    fix = (f"precision.matmul_kernel=auto (picks {working}, which computes in bf16 here)" if working
+           else "precision=fp32 (the fastest choice here) or precision=fp16")
+    return (f"precision={name} (precision.matmul_kernel={kernel}) on device=cpu: this CPU ({cpu_model()}; oneDNN "
+            f"ISA {onednn_isa()}): {reasons}. Fix: {fix}.")
 
 
 def setup_precision(precision: DictConfig, device_target: str) -> None:
     """Per-process numeric settings; call after the device is set and before the model is built."""
-    if device_target == "CPU":
-        set_matmul_math(precision.get("matmul_dtype") or "float32")
+    if device_target != "CPU":
+        return
+    if cpu_products_kernel(precision, device_target) == "custom_op":
+        from gpt_exp import bf16_products
+
+        # MindSpore's float32 MatMul stays as it is; the custom op's pool gets MindSpore's thread count
+        bf16_products.set_threads(int(mindspore.get_context("runtime_num_threads") or os.cpu_count() or 1))
+        log.info("precision: CPU matrix products in bfloat16 for the dense layers and the LM head (custom op, "
+                 "oneDNN %s), tensors in float32", bf16_products.implementation())
+        return
+    set_matmul_math(precision.get("matmul_dtype") or "float32")
+
+
+def cpu_products_kernel(precision: DictConfig, device_target: str) -> str | None:
+    """How this run computes its bf16 products: onednn_fpmath, custom_op, or None (no bf16 products)."""
+    if device_target != "CPU" or precision.get("matmul_dtype") != "bfloat16":
+        return None
+    return bf16_products_route(precision.get("matmul_kernel") or "auto")
+
+
+def bf16_products_route(kernel: str = "auto") -> str | None:
+    """The way to bf16 products that really computes in bf16 on this CPU, by probing, not by its flags.
+
+    auto prefers oneDNN's fpmath mode (AMX: every product, attention included), then the custom op
+    (AVX512-BF16 or AMX: the dense layers and the LM head). None: neither computes in bf16 here.
+    """
+    if kernel in ("auto", "onednn_fpmath") and bf16_fpmath_works():
+        return "onednn_fpmath"
+    if kernel in ("auto", "custom_op") and bf16_custom_op_works():
+        return "custom_op"
+    return None
+
+
+def bf16_custom_op_works() -> bool:
+    """Whether gpt_exp's bf16 product kernel builds here and oneDNN runs it on bf16 instructions."""
+    return _custom_op_probe()[0]
+
+
+@functools.lru_cache(maxsize=None)
+def _custom_op_probe() -> tuple[bool, str]:
+    """(works, what was seen). Runs in this process: the kernel calls oneDNN directly, no MindSpore kernel.
+
+    A product of (1 + 2^-9) x 1 reads 256 only if the operands were rounded to bf16; oneDNN's implementation
+    name says whether it runs on bf16 instructions (avx512_core_bf16, amx) or emulates them (slower than fp32).
+    """
+    import numpy as np
+
+    from gpt_exp import bf16_products
+
+    try:
+        value = float(bf16_products.multiply_numpy(np.full((256, 256), 1 + 2 ** -9, np.float32),
+                                                   np.ones((256, 256), np.float32))[0, 0])
+        implementation = bf16_products.implementation()
+    except (bf16_products.KernelUnavailable, OSError, AttributeError) as error:
+        return False, str(error)
+    on_bf16_instructions = "bf16" in implementation or "amx" in implementation
+    return value == 256.0 and on_bf16_instructions, f"oneDNN implementation {implementation}, probe read {value}"
 
 
 def cpu_model() -> str:
@@ -208,16 +280,19 @@ def apply_precision(network: nn.Cell, precision: DictConfig) -> nn.Cell:
 
 
 def choose_cpu_products(model: nn.Cell, precision: DictConfig, device_target: str) -> int:
-    """Pick the faster form of the widening dense layers' products for this device and precision.
+    """Pick the faster form of the dense layers' products (and the LM head's) for this device and precision.
 
     fp32 on a CPU: the layers at least 4x wider out than in (the MLP's c_fc) multiply by their transposed
     weight (gpt_exp/model/gpt.py, Conv1D). Measured on GPT-2 small, batch 4 x 128, both forms timed in
     turns in one process: fp32 2-6% faster (2,450 -> 2,293 ms); with bf16 products (bf16_matmul) slower
-    (1,427 -> 1,661 ms); switching c_attn (3x wider) too gained nothing. Returns how many layers were
-    switched. Call before compiling.
+    (1,427 -> 1,661 ms); switching c_attn (3x wider) too gained nothing.
+    bf16 products through the custom op (cpu_products_kernel): every Conv1D and the tied LM head call it.
+    Returns how many layers were switched. Call before compiling.
     """
     from gpt_exp.model.gpt import Conv1D
 
+    if cpu_products_kernel(precision, device_target) == "custom_op":
+        return _use_bf16_product_op(model)
     plain_fp32 = precision.dtype == "float32" and (precision.get("matmul_dtype") or "float32") == "float32"
     switch = device_target == "CPU" and plain_fp32
     count = 0
@@ -226,6 +301,22 @@ def choose_cpu_products(model: nn.Cell, precision: DictConfig, device_target: st
             n_in, n_out = cell.weight.shape
             cell.transposed_product = switch and n_out >= 4 * n_in
             count += cell.transposed_product
+    return count
+
+
+def _use_bf16_product_op(model: nn.Cell) -> int:
+    from gpt_exp.bf16_products import Bf16Product, Bf16ProductWithTransposed
+    from gpt_exp.model.gpt import GPT, Conv1D
+
+    count = 0
+    for _, cell in model.cells_and_names():
+        if isinstance(cell, Conv1D):
+            cell.transposed_product = False
+            cell.bf16_product = Bf16Product()
+            count += 1
+        elif isinstance(cell, GPT):
+            cell.project_to_vocab = Bf16ProductWithTransposed()
+            count += 1
     return count
 
 

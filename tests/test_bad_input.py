@@ -99,6 +99,8 @@ CASES = [
     ("choice_arch", ["model.arch=gpt3"], "model.arch='gpt3'", "config"),
     ("choice_device_target", ["device.target=tpu"], "device.target='tpu'", "config"),
     ("choice_amp_level", ["precision.amp_level=O4"], "precision.amp_level='O4'", "config"),
+    ("choice_matmul_kernel", ["precision=bf16_matmul", "precision.matmul_kernel=mkl"], "precision.matmul_kernel='mkl'",
+     "config"),
     ("choice_loss_on", ["task=summarization", "task.loss_on=none"], "task.loss_on='none'", "config"),
     ("choice_strategy", ["task=summarization", "task.generation.strategy=nucleus"], "task.generation.strategy=", "config"),
     ("choice_rouge_tokens", ["task=summarization", "data.rouge_tokens=bytes"], "data.rouge_tokens='bytes'", "config"),

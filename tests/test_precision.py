@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT, TINY, compose
 
 from gpt_exp.errors import ConfigError
-from gpt_exp.precision import bf16_fpmath_works, check_precision
+from gpt_exp.precision import bf16_fpmath_works, bf16_products_route, check_precision
 from gpt_exp.tracking import read_metrics
 
 
@@ -106,8 +106,8 @@ def test_fp16_trains_in_the_runner_and_logs_scale_and_skipped_steps(tmp_path, sh
 
 @pytest.mark.slow
 def test_bf16_matmul_trains_on_this_cpu_in_a_fresh_process(tmp_path, shakespeare_excerpt):
-    if not bf16_fpmath_works():
-        pytest.skip("oneDNN computes in float32 here when asked for bf16 (no AMX): bf16_matmul is refused (tested below)")
+    if bf16_products_route() is None:
+        pytest.skip("neither oneDNN's fpmath mode nor the custom op computes in bf16 here: refused (tested below)")
     run_dir = tmp_path / "run"
     args = TINY + shakespeare_excerpt + ["precision=bf16_matmul", "trainer.max_steps=40", "trainer.eval_interval=40",
                    "task.sample_prompts=[]", f"hydra.run.dir={run_dir}", f"paths.output_dir={run_dir}"]
@@ -159,25 +159,34 @@ def test_precision_config_errors_name_the_key_and_the_fix(overrides, target, mat
 def test_every_precision_option_is_valid_where_it_is_meant_to_run():
     for name, target in (("fp32", "CPU"), ("fp16", "CPU"), ("bf16", "Ascend"), ("bf16", "GPU"), ("fp32", "GPU")):
         check_precision(compose([f"precision={name}"]).precision, target)
-    if bf16_fpmath_works():
+    if bf16_products_route() is not None:
         check_precision(compose(["precision=bf16_matmul"]).precision, "CPU")
     else:
         with pytest.raises(ConfigError, match=r"oneDNN ISA .*computes float32 matrix products in float32.*Fix: "):
             check_precision(compose(["precision=bf16_matmul"]).precision, "CPU")
+    if not bf16_fpmath_works():  # oneDNN's fpmath mode asked for by name: refused without AMX
+        with pytest.raises(ConfigError, match=r"oneDNN ISA .*computes float32 matrix products in float32.*Fix: "):
+            check_precision(compose(["precision=bf16_matmul", "precision.matmul_kernel=onednn_fpmath"]).precision,
+                            "CPU")
 
 
 def test_bf16_matmul_is_refused_fast_from_the_cli_where_the_probe_says_no(tmp_path):
-    """Where oneDNN cannot compute bf16 products (no AMX), the user gets one line and exit 2, before any data work."""
+    """Where oneDNN cannot compute bf16 products, the user gets one line and exit 2, before any data work.
+
+    Without AMX oneDNN's fpmath mode is refused when asked for by name (auto takes the custom op there).
+    """
     import time
 
+    kernel = "auto" if bf16_products_route() is None else "onednn_fpmath"
     if bf16_fpmath_works():
         pytest.skip("bf16 products work here: test_bf16_matmul_trains_on_this_cpu_in_a_fresh_process trains with them")
     run_dir = tmp_path / "run"
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "gpt_exp", *TINY, "precision=bf16_matmul", f"paths.output_dir={run_dir}",
+    done = subprocess.run([sys.executable, "-m", "gpt_exp", *TINY, "precision=bf16_matmul",
+                           f"precision.matmul_kernel={kernel}", f"paths.output_dir={run_dir}",
                            f"hydra.run.dir={run_dir}"], cwd=ROOT, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "GPT_EXP_OFFLINE": "1"})  # a data download would fail, not wait
     assert done.returncode == 2, done.stderr[-2000:]
     assert time.monotonic() - started < 20  # two interpreters start (the CLI and the probe): ~6 s here
-    assert "config error: precision=bf16_matmul on device=cpu" in done.stderr
+    assert f"config error: precision=bf16_matmul (precision.matmul_kernel={kernel}) on device=cpu" in done.stderr
     assert "Traceback" not in done.stderr and not (run_dir / "checkpoints").exists()

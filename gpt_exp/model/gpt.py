@@ -112,6 +112,7 @@ class Conv1D(nn.Cell):
     product with that operand stored [3072, K]; that hits the MLP's widening c_fc twice a step (forward,
     and its weight gradient). precision.choose_cpu_products turns it on where it was measured to pay
     (fp32 on a CPU; with bf16 products it made the step slower). The weight keeps HF's layout either way.
+    `bf16_product`, when set (precision.choose_cpu_products), computes x @ W in bf16 through a custom op.
     """
 
     def __init__(self, n_in: int, n_out: int, std: float = 0.02):
@@ -121,11 +122,17 @@ class Conv1D(nn.Cell):
         self.matmul = ops.MatMul()
         self.transposed = ProductWithTransposedWeight()
         self.transposed_product = False  # read when the graph is compiled: set it before the first step
+        self.bf16_product = None  # likewise: a gpt_exp.bf16_products.Bf16Product on CPUs that use it
 
     def construct(self, x):
         out_shape = x.shape[:-1] + (self.weight.shape[1],)
         x = x.reshape(-1, x.shape[-1])
-        y = self.transposed(x, self.weight) if self.transposed_product else self.matmul(x, self.weight)
+        if self.bf16_product is not None:
+            y = self.bf16_product(x, self.weight)
+        elif self.transposed_product:
+            y = self.transposed(x, self.weight)
+        else:
+            y = self.matmul(x, self.weight)
         return (y + self.bias).reshape(out_shape)
 
 
@@ -287,7 +294,7 @@ class GPT(nn.Cell):
         causal = np.triu(np.full((config.n_positions,) * 2, MASK_VALUE, np.float32), k=1)
         self.causal_mask = Tensor(causal[None, None])
         self.mask_value = MASK_VALUE  # an attribute, not the global: amp O1 rewrites construct without globals
-        self.project_to_vocab = ops.MatMul(transpose_b=True)
+        self.project_to_vocab = ops.MatMul(transpose_b=True)  # or bf16_products.Bf16ProductWithTransposed
 
     def construct(self, input_ids, attention_mask=None, position_ids=None):
         """input_ids [B, T] int; attention_mask [B, T], 1 = token, 0 = padding; position_ids [B, T].
