@@ -101,7 +101,7 @@ class CorpusBpeTokenizer(TokenizerBase):
 
 @dataclass(kw_only=True)
 class ByteBpeTokenizer(TokenizerBase):
-    vocab_size: int = setting(2048, "tokens of the byte-level BPE learned from the training split (257: bytes only, "
+    vocab_size: int = setting(4096, "tokens of the byte-level BPE learned from the training split (257: bytes only, "
                                     "a character-level model)", min=257, max=1_000_000)
     min_frequency: int = setting(2, "a pair must occur this often to be merged", min=1)
 

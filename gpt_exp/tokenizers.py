@@ -182,7 +182,7 @@ BYTE_BPE_SPECIALS = {"eos": "<|endoftext|>", "bos": "<|endoftext|>"}
 
 
 def byte_bpe(cache_dir: str | Path, corpus: Callable[[], Iterator[str]], corpus_id: str,
-             vocab_size: int = 2048, min_frequency: int = 2) -> TextTokenizer:
+             vocab_size: int = 4096, min_frequency: int = 2) -> TextTokenizer:
     """A GPT-2 style byte-level BPE trained on `corpus`, cached under its settings.
 
     Cased and lossless: no normalizer, spaces and newlines live inside the tokens (GPT-2's `Ġ`), so
