@@ -100,6 +100,13 @@ class CorpusBpeTokenizer(TokenizerBase):
 
 
 @dataclass(kw_only=True)
+class ByteBpeTokenizer(TokenizerBase):
+    vocab_size: int = setting(4096, "tokens of the byte-level BPE learned from the training split (257: bytes only, "
+                                    "a character-level model)", min=257, max=1_000_000)
+    min_frequency: int = setting(2, "a pair must occur this often to be merged", min=1)
+
+
+@dataclass(kw_only=True)
 class HubTokenizer(TokenizerBase):
     name: str = setting(REQUIRED, "a hub tokenizer name, e.g. gpt2 (needs a network)")
 
@@ -111,6 +118,7 @@ class SavedTokenizer(TokenizerBase):
 
 TOKENIZERS = {
     "gpt_exp.tokenizers.corpus_bpe": CorpusBpeTokenizer,
+    "gpt_exp.tokenizers.byte_bpe": ByteBpeTokenizer,
     "gpt_exp.tokenizers.gpt2_bpe": TokenizerBase,
     "gpt_exp.tokenizers.bert_chinese": TokenizerBase,
     "gpt_exp.tokenizers.from_hub": HubTokenizer,

@@ -1,4 +1,5 @@
-"""Tokenizers: GPT-2's byte-level BPE, a GPT-1 style BPE trained on the corpus, BERT Chinese WordPiece.
+"""Tokenizers: GPT-2's byte-level BPE (its own or one trained on the corpus), a GPT-1 style BPE trained on
+the corpus, BERT Chinese WordPiece.
 
 All of them are built with the `tokenizers` library from local vocabulary files, which is what
 MindNLP's tokenizer classes wrap too; doing it directly keeps MindNLP's import side effects
@@ -175,6 +176,42 @@ def _as_plain_vocabulary(backend: Tokenizer, tokens: set[str]) -> Tokenizer:
     content = json.loads(backend.to_str())
     content["added_tokens"] = [added for added in content["added_tokens"] if added["content"] not in tokens]
     return Tokenizer.from_str(json.dumps(content))
+
+
+BYTE_BPE_SPECIALS = {"eos": "<|endoftext|>", "bos": "<|endoftext|>"}
+
+
+def byte_bpe(cache_dir: str | Path, corpus: Callable[[], Iterator[str]], corpus_id: str,
+             vocab_size: int = 4096, min_frequency: int = 2) -> TextTokenizer:
+    """A GPT-2 style byte-level BPE trained on `corpus`, cached under its settings.
+
+    Cased and lossless: no normalizer, spaces and newlines live inside the tokens (GPT-2's `Ġ`), so
+    decoding gives the text back exactly as it was written. vocab_size=257 is a byte (character) level
+    tokenizer: the 256 bytes and eos, no merges. Same corpus and settings, same tokenizer.json.
+    """
+    settings = {"corpus_id": corpus_id, "vocab_size": vocab_size, "min_frequency": min_frequency}
+    key = hashlib.sha256(json.dumps(["byte_bpe", corpus_id, vocab_size, min_frequency]).encode()).hexdigest()[:16]
+    folder = Path(cache_dir) / "tokenizers" / f"byte_bpe-{key}"
+    with entry_lock(folder):
+        if verified_entry(folder, lambda info: info.get("settings") == settings) is None:
+            tokenizer = TextTokenizer(train_byte_bpe(corpus, vocab_size, min_frequency), BYTE_BPE_SPECIALS, "byte_bpe")
+            publish_entry(folder, tokenizer.files(), {"kind": "byte_bpe", "settings": settings,
+                                                      "vocab_size": tokenizer.vocab_size})
+    return TextTokenizer.load(folder)
+
+
+def train_byte_bpe(corpus: Callable[[], Iterator[str]], vocab_size: int, min_frequency: int) -> Tokenizer:
+    """The byte-level BPE of `corpus`. Deterministic without corpus_bpe's workaround: the trainer's initial
+    alphabet (all 256 byte symbols) gets its ids in sorted order, and there is no word-final suffix whose
+    symbols would be numbered in hash-map order."""
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)  # GPT-2's split of words, spaces, digits
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(dict.fromkeys(BYTE_BPE_SPECIALS.values())),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    backend.train_from_iterator(corpus(), trainer=trainer)
+    return backend
 
 
 def saved(cache_dir: str | Path, path: str, corpus=None, **_) -> TextTokenizer:

@@ -44,8 +44,9 @@ def test_the_groups_the_issue_names_have_their_options():
 
 
 def test_paper_sizes():
-    gpt1 = compose(["model=gpt1"]).model
+    gpt1 = compose(["model=gpt1", "task=classification"]).model
     assert (gpt1.n_layer, gpt1.n_embd, gpt1.n_head, gpt1.n_positions, gpt1.dropout) == (12, 768, 12, 512, 0.1)
+    assert compose(["model=gpt1"]).model.dropout == 0.0  # task=lm's short-run recipe turns dropout off
     sizes = {name: compose([f"model={name}"]).model for name in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")}
     assert [(m.n_layer, m.n_embd) for m in sizes.values()] == [(12, 768), (24, 1024), (36, 1280), (48, 1600)]
     assert all(m.n_positions == 1024 for m in sizes.values())

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, TINY, compose
 
+from gpt_exp.tokenizers import TextTokenizer
 from gpt_exp.tracking import read_metrics
 from gpt_exp.train.checkpoint import read_record
 from gpt_exp.wandb_records import read_finished_run
@@ -56,6 +57,20 @@ def test_tiny_lm_trains_and_records_everything(tmp_path):
     assert (run_dir / "model" / "model.safetensors").exists() and (run_dir / "model" / "tokenizer.json").exists()
     samples = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
     assert [s["prompt"] for s in samples] == ["ROMEO:", "First Citizen:", "To be, or"]
+    # the default LM vocabulary is cased and lossless: samples read the way the plays are written
+    tokenizer = TextTokenizer.load(run_dir / "model")
+    line = "  ROMEO. O, she doth teach the torches to burn bright!\nIt seems she hangs upon the cheek of night;"
+    assert tokenizer.name == "byte_bpe" and tokenizer.decode(tokenizer.encode(line)) == line
+
+
+def test_lm_task_picks_the_cased_vocabulary_and_the_fine_tunes_keep_gpt1s():
+    assert compose([]).tokenizer._target_ == "gpt_exp.tokenizers.byte_bpe"
+    assert compose(["task=classification"]).tokenizer._target_ == "gpt_exp.tokenizers.corpus_bpe"
+    old = compose(["tokenizer=corpus_bpe"]).tokenizer  # the old default, one override away
+    assert old._target_ == "gpt_exp.tokenizers.corpus_bpe" and old.lowercase
+    # task=lm's own recipe wins over the trainer's and optimizer's defaults, the command line over it
+    assert (compose([]).trainer.max_steps, compose([]).optimizer.lr) == (750, 2e-3)
+    assert compose(["trainer.max_steps=5"]).trainer.max_steps == 5
 
 
 def _cli(args, **kwargs):
