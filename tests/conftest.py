@@ -32,6 +32,17 @@ TINY = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def own_wandb_service_per_cli_run():
+    """wandb.init in this process saves its wandb-core address in os.environ (WANDB_SERVICE), and every
+    `python -m gpt_exp` a later test starts would join that one service. A SIGKILLed child's run then
+    stays open in it, and its resume is refused with "run ID ... is in use" (stop 19's CI failure).
+    Users' runs each start their own service; so must the tests'."""
+    os.environ.pop("WANDB_SERVICE", None)
+    yield
+    os.environ.pop("WANDB_SERVICE", None)
+
+
 def compose(overrides: list[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
