@@ -56,7 +56,7 @@ def main() -> None:
 
     rows = []
     for strategy in args.strategies:
-        def run(use_cache: bool):
+        def run(use_cache: bool, strategy: str = strategy):
             start = time.perf_counter()
             out = generate(model, prompts, args.new_tokens, strategy=strategy, num_beams=args.num_beams,
                            use_cache=use_cache)

@@ -54,7 +54,7 @@ def write_corpus(cache_dir: str | Path | None = None) -> dict[str, Path]:
     texts: dict[str, list[str]] = {"train": [], "validation": [], "test": []}
     seen: set[str] = set()
     counts = {}
-    for task, (dataset, fields, _, _) in TASKS.items():
+    for dataset, fields, _, _ in TASKS.values():
         files = prepare(dataset, cache_dir=cache_dir)
         counts[dataset] = {}
         for source_split in ("train", "validation"):

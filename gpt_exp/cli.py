@@ -124,7 +124,7 @@ def report_composition_errors(original_run_and_report, arguments: list[str] | No
             return func()
         except (HydraException, OmegaConfBaseException, ValueError, OSError) as error:
             if os.environ.get("HYDRA_FULL_ERROR") == "1" or getattr(error, "gpt_exp_raised_by_task", False):
-                return original_run_and_report(lambda: _reraise(error))
+                return original_run_and_report(lambda raised=error: _reraise(raised))
             print(f"\nconfig error: {composition_error_line(error, sys.argv[1:] if arguments is None else arguments)}\n", file=sys.stderr)
             sys.exit(2)
 

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 
 import mindspore as ms
 import numpy as np
-from mindspore import ops
 
 from gpt_exp.model import kv_cache
 from gpt_exp.model.gpt import MASK_VALUE

@@ -104,7 +104,9 @@ def train(cfg: DictConfig, run_dir: Path, run_name: str, group: str | None = Non
     try:
         task = instantiate(cfg.task, _convert_="all")
     except InstantiationException as error:  # Hydra wraps a task's ConfigError: unwrap it for the CLI's message
-        raise error.__cause__ if isinstance(error.__cause__, ConfigError) else error
+        if isinstance(error.__cause__, ConfigError):
+            raise error.__cause__ from None
+        raise
     records = load_records(cfg.data, cache_dir)
     tokenizer = build_tokenizer(cfg, task, records, cache_dir)
     task.prepare_tokenizer(tokenizer)

@@ -42,7 +42,7 @@ def pair_lengths(len_a: int, len_b: int, budget: int, rule: str = "longest_first
         keep_b = max(0, len_b - excess)
         return min(len_a, budget - keep_b), keep_b
     # longest_first: cut the longer side until both are equal, then share the cut
-    longer, shorter = max(len_a, len_b), min(len_a, len_b)
+    shorter = min(len_a, len_b)
     keep_longer = max(shorter, budget - shorter) if budget >= 2 * shorter else budget - budget // 2
     keep_shorter = budget - keep_longer
     return (keep_longer, keep_shorter) if len_a >= len_b else (keep_shorter, keep_longer)

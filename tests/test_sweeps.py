@@ -251,7 +251,7 @@ def test_a_crashing_job_is_recorded_the_sweep_goes_on_and_exits_1(tmp_path, shak
     assert summary["status"] == "finished"  # the job after the failed one ran to its end
     failures = [line for line in done.stderr.splitlines() if line.startswith("multirun:")]
     assert len(failures) == 1 and failures[0].startswith("multirun: 1 of 2 jobs failed: ")
-    assert f"gpt2-tiny-lm-fp32[trainer.batch_size=100000] (ValueError: " in failures[0]
+    assert "gpt2-tiny-lm-fp32[trainer.batch_size=100000] (ValueError: " in failures[0]
     assert str(crashed / "error.txt") in failures[0]
     # named by what varies (not seed=1, the same in both), and the name is one in config, summary and W&B
     name = "gpt2-tiny-lm-fp32[trainer.batch_size=8]"

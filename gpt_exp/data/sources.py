@@ -332,7 +332,7 @@ def _build_nli(archive: Path, task: str, pattern: re.Pattern, label_names: Tuple
 
 def _build_multiple_choice(archive: Path, tasks: Sequence[str], n_choices: int, group_by_index: bool) -> Built:
     keyed, dropped = [], Counter()
-    for task, content in _bigbench_examples(archive, tasks).items():
+    for content in _bigbench_examples(archive, tasks).values():
         for index, example in enumerate(content["examples"]):
             # cause_and_effect leaves `input` empty: its question is the subtask's task_prefix
             context = _squash(example.get("input", "")) or _squash(content.get("task_prefix", ""))
