@@ -180,15 +180,29 @@ class CausalSelfAttention(nn.Cell):
         batch, n_head, seq_len, head_dim = x.shape
         return x.transpose(0, 2, 1, 3).reshape(batch, seq_len, n_head * head_dim)
 
-    def construct(self, x, additive_mask):
+    def construct(self, x, additive_mask, past=None):
+        """x [B, T, C]; additive_mask [B or 1, 1, T, keys], added to the scores.
+
+        past: None (training, and a prompt's first pass), or this layer's decoding cache (kv_cache.py):
+        (keys, values) [B, n_head, slots, head_dim] of the earlier tokens and slot_onehot [1, 1, slots, 1],
+        1 at the slot that the one new token (T = 1) fills.
+        Returns the output [B, T, C] and the (keys, values) attended to, which a decoding cache keeps.
+        """
         q, k, v = ops.split(self.c_attn(x), x.shape[-1], axis=-1)
         q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)
+        if past is not None:
+            k, v = self.written_into_slot(past, k, v)
         scores = self.query_key(q * self.scale, k)  # scaling q first keeps fp16 scores in range
         # float32 softmax: in fp16 the exponentials and their sum lose precision (and large scores overflow)
         probs = ops.softmax(scores.astype(ms.float32) + additive_mask.astype(ms.float32), axis=-1)
         probs = self.attn_dropout(probs.astype(v.dtype))
         y = self.merge_heads(self.weigh_values(probs, v))
-        return self.resid_dropout(self.c_proj(y))
+        return self.resid_dropout(self.c_proj(y)), (k, v)
+
+    def written_into_slot(self, past, k, v):
+        """The cached keys and values with the new token's [B, H, 1, D] added into its (zero) slot."""
+        cached_k, cached_v, slot_onehot = past
+        return cached_k + slot_onehot.astype(k.dtype) * k, cached_v + slot_onehot.astype(v.dtype) * v
 
 
 # HF's "gelu_new" (GPT-1 and GPT-2): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), written as
@@ -221,9 +235,11 @@ class PreLNBlock(nn.Cell):
         self.ln_2 = LayerNorm(config.n_embd, config.layer_norm_epsilon)
         self.mlp = MLP(config)
 
-    def construct(self, x, additive_mask):
-        x = x + self.attn(self.ln_1(x), additive_mask)
-        return x + self.mlp(self.ln_2(x))
+    def construct(self, x, additive_mask, past=None):
+        """Returns the block's output and its attention's (keys, values); `past` as in CausalSelfAttention."""
+        attended, present = self.attn(self.ln_1(x), additive_mask, past)
+        x = x + attended
+        return x + self.mlp(self.ln_2(x)), present
 
 
 class PostLNBlock(nn.Cell):
@@ -236,9 +252,20 @@ class PostLNBlock(nn.Cell):
         self.mlp = MLP(config)
         self.ln_2 = LayerNorm(config.n_embd, config.layer_norm_epsilon)
 
-    def construct(self, x, additive_mask):
-        n = self.ln_1(x + self.attn(x, additive_mask))
-        return self.ln_2(n + self.mlp(n))
+    def construct(self, x, additive_mask, past=None):
+        """Returns the block's output and its attention's (keys, values); `past` as in CausalSelfAttention."""
+        attended, present = self.attn(x, additive_mask, past)
+        n = self.ln_1(x + attended)
+        return self.ln_2(n + self.mlp(n)), present
+
+
+def through_blocks(blocks, x, additive_mask, past=None):
+    """x through every block in turn; returns the output and a tuple of each layer's (keys, values)."""
+    presents = ()
+    for layer, block in enumerate(blocks):
+        x, present = block(x, additive_mask, None if past is None else past[layer])
+        presents = presents + (present,)
+    return x, presents
 
 
 class GPT2Transformer(nn.Cell):
@@ -255,11 +282,11 @@ class GPT2Transformer(nn.Cell):
     def token_embedding(self) -> Embedding:
         return self.wte
 
-    def construct(self, input_ids, position_ids, additive_mask):
+    def construct(self, input_ids, position_ids, additive_mask, past=None):
+        """The hidden states after ln_f and every layer's (keys, values); `past`: one layer cache per block."""
         x = self.drop(self.wte(input_ids) + self.wpe(position_ids))
-        for block in self.h:
-            x = block(x, additive_mask)
-        return self.ln_f(x)
+        x, presents = through_blocks(self.h, x, additive_mask, past)
+        return self.ln_f(x), presents
 
 
 class GPT1Transformer(nn.Cell):
@@ -275,11 +302,10 @@ class GPT1Transformer(nn.Cell):
     def token_embedding(self) -> Embedding:
         return self.tokens_embed
 
-    def construct(self, input_ids, position_ids, additive_mask):
+    def construct(self, input_ids, position_ids, additive_mask, past=None):
+        """The last block's output and every layer's (keys, values); `past`: one layer cache per block."""
         x = self.drop(self.tokens_embed(input_ids) + self.positions_embed(position_ids))
-        for block in self.h:
-            x = block(x, additive_mask)
-        return x
+        return through_blocks(self.h, x, additive_mask, past)
 
 
 class GPT(nn.Cell):
@@ -304,7 +330,8 @@ class GPT(nn.Cell):
         seq_len = input_ids.shape[1]
         if position_ids is None:
             position_ids = ops.arange(seq_len, dtype=ms.int32).expand_dims(0)
-        return self.transformer(input_ids, position_ids, self.additive_mask(seq_len, attention_mask))
+        hidden, _ = self.transformer(input_ids, position_ids, self.additive_mask(seq_len, attention_mask))
+        return hidden
 
     def additive_mask(self, seq_len: int, attention_mask=None):
         """[B or 1, 1, T, T], added to the attention scores: MASK_VALUE on later keys and on padding keys."""
