@@ -46,8 +46,8 @@ def write_corpus(cache_dir: str | Path | None = None) -> dict[str, Path]:
     train comes from the tasks' train splits; validation and test (for the LM's own evaluation)
     are the two halves of their validation splits. The tasks' test splits are never read.
     """
-    from gpt_exp.data.cache import cache_root
-    from gpt_exp.data.sources import prepare, sha256_hex
+    from gpt_exp.data.cache import cache_root, sha256_hex
+    from gpt_exp.data.sources import prepare
 
     root = cache_root(cache_dir)
     folder = root / CORPUS

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import yaml
 
+from gpt_exp import CONFIG_DIR
 from gpt_exp.errors import ConfigError
 from gpt_exp.multirun import failure_line, sweep_group
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
 DEFAULT_COMMAND = ["${env}", "${interpreter}", "${program}", "${args}"]  # W&B's default
 ENVVAR = re.compile(r"\$\{envvar:([A-Za-z0-9_]*)\}")
 
