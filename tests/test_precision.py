@@ -87,6 +87,16 @@ def test_fp16_reports_the_same_loss_and_norm_as_fp32_on_the_first_step():
     assert values["fp16"][1] == pytest.approx(values["fp32"][1], rel=5e-2)
 
 
+def test_amp_o1_runs_the_blocks_products_in_fp16():
+    # O1 rewrites the network's source and silently leaves out what it cannot follow: with the block loop
+    # written `for layer, block in enumerate(self.h)` it skipped every block and computed fp32's loss exactly
+    losses = {}
+    for name in ("fp32", "fp16"):
+        _, _, _, step = _tiny_step([f"precision={name}"] + (["precision.amp_level=O1"] if name == "fp16" else []))
+        losses[name] = float(step(_tokens(7))[0].asnumpy())
+    assert losses["fp16"] != losses["fp32"] and losses["fp16"] == pytest.approx(losses["fp32"], rel=2e-3), losses
+
+
 @pytest.mark.slow
 def test_fp16_trains_in_the_runner_and_logs_scale_and_skipped_steps(tmp_path, shakespeare_excerpt):
     from gpt_exp.run import train

@@ -259,15 +259,6 @@ class PostLNBlock(nn.Cell):
         return self.ln_2(n + self.mlp(n)), present
 
 
-def through_blocks(blocks, x, additive_mask, past=None):
-    """x through every block in turn; returns the output and a tuple of each layer's (keys, values)."""
-    presents = ()
-    for layer, block in enumerate(blocks):
-        x, present = block(x, additive_mask, None if past is None else past[layer])
-        presents = presents + (present,)
-    return x, presents
-
-
 class GPT2Transformer(nn.Cell):
     """HF's GPT2Model: embeddings, pre-LN blocks and the final ln_f that pre-LN needs."""
 
@@ -285,7 +276,10 @@ class GPT2Transformer(nn.Cell):
     def construct(self, input_ids, position_ids, additive_mask, past=None):
         """The hidden states after ln_f and every layer's (keys, values); `past`: one layer cache per block."""
         x = self.drop(self.wte(input_ids) + self.wpe(position_ids))
-        x, presents = through_blocks(self.h, x, additive_mask, past)
+        presents = ()
+        for block in self.h:  # not enumerate(): amp O1's rewrite then leaves the blocks out (measured)
+            x, present = block(x, additive_mask, None if past is None else past[len(presents)])
+            presents = presents + (present,)
         return self.ln_f(x), presents
 
 
@@ -305,7 +299,11 @@ class GPT1Transformer(nn.Cell):
     def construct(self, input_ids, position_ids, additive_mask, past=None):
         """The last block's output and every layer's (keys, values); `past`: one layer cache per block."""
         x = self.drop(self.tokens_embed(input_ids) + self.positions_embed(position_ids))
-        return through_blocks(self.h, x, additive_mask, past)
+        presents = ()
+        for block in self.h:  # not enumerate(): amp O1's rewrite then leaves the blocks out (measured)
+            x, present = block(x, additive_mask, None if past is None else past[len(presents)])
+            presents = presents + (present,)
+        return x, presents
 
 
 class GPT(nn.Cell):
