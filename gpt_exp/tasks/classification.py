@@ -11,10 +11,10 @@ from typing import ClassVar
 
 import mindspore
 import numpy as np
-from mindspore import ops
 
 from gpt_exp import metrics
 from gpt_exp.tasks.finetune import FinetuneNetwork, LabelledTask, encode_texts
+from gpt_exp.tasks.losses import mean_cross_entropy
 
 
 class ClassificationNetwork(FinetuneNetwork):
@@ -24,7 +24,7 @@ class ClassificationNetwork(FinetuneNetwork):
         return self.head(features[:, 0])                                  # [N, classes]
 
     def task_loss(self, outputs, labels):
-        return ops.cross_entropy(outputs.astype(mindspore.float32), labels)
+        return mean_cross_entropy(outputs.astype(mindspore.float32), labels)
 
 
 @dataclass(eq=False, kw_only=True)  # keyword arguments, as Hydra passes them

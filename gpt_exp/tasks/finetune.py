@@ -32,6 +32,7 @@ from gpt_exp import metrics as metric_fns
 from gpt_exp.errors import ConfigError
 from gpt_exp.model.gpt import SeededDropout
 from gpt_exp.tasks.base import Task
+from gpt_exp.tasks.losses import token_cross_entropy
 from gpt_exp.train.batches import eval_batches
 from gpt_exp.truncation import truncate, truncate_pair
 
@@ -135,8 +136,8 @@ class FinetuneNetwork(nn.Cell):
         """Per sequence: the summed next-token cross-entropy over real target tokens, and how many there are."""
         logits = self.model.lm_logits(hidden)[:, :-1]
         rows, steps, vocab = logits.shape
-        per_token = ops.cross_entropy(logits.reshape(-1, vocab).astype(mindspore.float32),
-                                      ids[:, 1:].reshape(-1), reduction="none").reshape(rows, steps)
+        per_token = token_cross_entropy(logits.reshape(-1, vocab).astype(mindspore.float32), ids[:, 1:].reshape(-1))
+        per_token = per_token.reshape(rows, steps)
         weight = mask[:, 1:].astype(mindspore.float32)
         return (per_token * weight).sum(1), weight.sum(1)
 

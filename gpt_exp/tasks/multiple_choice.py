@@ -13,11 +13,11 @@ from typing import ClassVar
 
 import mindspore
 import numpy as np
-from mindspore import ops
 
 from gpt_exp import metrics
 from gpt_exp.errors import ConfigError
 from gpt_exp.tasks.finetune import MASK_SCORE, FinetuneNetwork, FinetuneTask, encode_texts
+from gpt_exp.tasks.losses import mean_cross_entropy
 
 
 class MultipleChoiceNetwork(FinetuneNetwork):
@@ -29,7 +29,7 @@ class MultipleChoiceNetwork(FinetuneNetwork):
         return scores + (1.0 - present) * MASK_SCORE
 
     def task_loss(self, outputs, labels):
-        return ops.cross_entropy(outputs.astype(mindspore.float32), labels)
+        return mean_cross_entropy(outputs.astype(mindspore.float32), labels)
 
 
 @dataclass(eq=False, kw_only=True)  # keyword arguments, as Hydra passes them
