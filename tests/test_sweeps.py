@@ -21,7 +21,7 @@ from gpt_exp.tools.compare import compare
 from gpt_exp.errors import ConfigError
 from gpt_exp.wandb_records import find_run_file, iter_records, read_finished_run
 
-SWEEPS = ROOT / "sweeps"
+SWEEPS = ROOT / "conf" / "sweep"
 SHORT = ["trainer.max_steps=6", "trainer.eval_interval=3", "trainer.log_interval=2", "trainer.checkpoint_interval=6",
          "task.sample_max_new_tokens=4", "trainer.compile=false"]
 
@@ -67,7 +67,7 @@ def test_presets_are_a_config_group_in_help():
     line = next(line for line in done.stdout.splitlines() if line.startswith("sweep:"))
     options = line.removeprefix("sweep: ").split(", ")
     assert {"grid", "optuna", "optuna_finetune"} <= set(options)
-    assert "wandb_sweep" not in options  # a W&B sweep definition, not a Hydra option
+    assert "lm_shakespeare" not in options  # a W&B sweep definition (conf/sweep/wandb/), not a Hydra option
 
 
 def test_grid_preset_sweeps_model_task_precision_truncation():
@@ -141,12 +141,12 @@ def test_wandb_sweep_yaml_validates_and_every_proposal_composes(capsys):
 
     sweeps = sweeps_engine()  # W&B's own sweep engine and schema
 
-    definition = yaml.safe_load((SWEEPS / "wandb_sweep.yaml").read_text())
+    definition = yaml.safe_load((SWEEPS / "wandb" / "lm_shakespeare.yaml").read_text())
     assert sweeps.schema_violations_from_proposed_config(definition) == []
     assert "${args_no_hyphens}" in definition["command"] and definition["metric"]["name"] == "best/loss"
-    load_sweep(SWEEPS / "wandb_sweep.yaml")
+    load_sweep(SWEEPS / "wandb" / "lm_shakespeare.yaml")
     # a dry run proposes runs with W&B's engine and composes each one's config
-    assert main([str(SWEEPS / "wandb_sweep.yaml"), "--dry-run", "--count", "4", "--", "device=cpu"]) == 0
+    assert main([str(SWEEPS / "wandb" / "lm_shakespeare.yaml"), "--dry-run", "--count", "4", "--", "device=cpu"]) == 0
     commands = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
     assert len(commands) == 4 and all(" -m gpt_exp " in c and "logger.mode=offline" in c for c in commands)
     assert len({c.split(" optimizer.lr=")[1].split()[0] for c in commands}) == 4  # random lr draws
