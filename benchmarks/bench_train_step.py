@@ -88,12 +88,15 @@ def mindspore_worker(args) -> None:
     from gpt_exp import device as devices
     from gpt_exp.errors import ConfigError
     from gpt_exp.model.build import build_model
-    from gpt_exp.precision import (apply_precision, check_precision, choose_cpu_products, make_loss_scaler,
-                                   onednn_isa, setup_precision)
+    from gpt_exp.precision import (apply_precision, check_precision, choose_cpu_products, cpu_products_kernel,
+                                   make_loss_scaler, onednn_isa, setup_precision)
     from gpt_exp.tasks.lm import CausalLMNetwork
     from gpt_exp.train.batches import BatchIterator
     from gpt_exp.train.optim import build_optimizer
     from gpt_exp.train.step import make_train_step
+
+    # how bf16_matmul reaches bf16 on this CPU (precision.bf16_products_route, chosen by probe)
+    BF16_ROUTES = {"onednn_fpmath": "bf16 fpmath products", "custom_op": "bf16 products by gpt_exp's custom op"}
 
     def config(precision: str):
         overrides = [f"model={args.model}", "device=cpu", f"device.num_threads={args.threads}",
@@ -145,7 +148,8 @@ def mindspore_worker(args) -> None:
     run(args.warmup)
     emit("ready", compile_s=compile_s, params=sum(int(p.size) for p in network.trainable_params()),
          version=f"MindSpore {mindspore.__version__}", setup=cfg.precision.name, note=note,
-         isa=f"oneDNN (ISA {isa}), " + ("bf16 fpmath products" if bf16_products else "fp32 products"),
+         isa=f"oneDNN (ISA {isa}), " + (BF16_ROUTES[cpu_products_kernel(cfg.precision, "CPU")] if bf16_products
+                                        else "fp32 products"),
          product_kind=("amx" if "amx" in isa else "avx512_bf16") if bf16_products else "fp32")
     serve(run, lambda: mindspore_profile(run, args.profile) if args.profile else None)
 

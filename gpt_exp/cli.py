@@ -15,6 +15,7 @@ from hydra.errors import HydraException  # noqa: E402
 from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
 from omegaconf.errors import OmegaConfBaseException  # noqa: E402
 
+from gpt_exp import CONFIG_DIR  # noqa: E402
 from gpt_exp.config_check import check_settings, composition_error_line  # noqa: E402
 from gpt_exp.data.cache import DataUnavailableError  # noqa: E402
 from gpt_exp.errors import ConfigError  # noqa: E402
@@ -22,7 +23,6 @@ from gpt_exp.multirun import job_label, job_name, sweep_group, sweep_varying_key
 from gpt_exp.tracking import finish_active_run  # noqa: E402
 
 log = logging.getLogger("gpt_exp")
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
@@ -137,7 +137,7 @@ def _reraise(error: Exception):
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "compare":
-        from gpt_exp.compare import main as compare_main
+        from gpt_exp.tools.compare import main as compare_main
 
         sys.exit(compare_main(sys.argv[2:]))
     if len(sys.argv) > 1 and sys.argv[1] == "sample":

@@ -228,11 +228,12 @@ def check_data(data: DictConfig) -> None:
         require_hub(data.hub_id, config_key="data.hub_id",
                     fix="give your own files (data.hub_id=null data.files.train=...) or a built-in data.name")
     if data.get("name"):
-        from gpt_exp.data.sources import DATASETS
+        from gpt_exp.data.sources import dataset_names
 
-        if data.name not in DATASETS:
-            near = nearest(str(data.name), sorted(DATASETS))
-            raise ConfigError(f"data.name={data.name!r} is not a built-in dataset. Known: {', '.join(sorted(DATASETS))}. "
+        known = dataset_names()
+        if data.name not in known:
+            near = nearest(str(data.name), known)
+            raise ConfigError(f"data.name={data.name!r} is not a built-in dataset. Known: {', '.join(known)}. "
                               f"Fix: {'data=' + near + ', or ' if near else ''}for your own data "
                               f"data=text_files data.files.train=...")
 

@@ -61,7 +61,7 @@ class DataFiles:
 class DataConfig:
     """Every data source (built-in, your files, a hub id) has these keys; the *_field keys name the record
     fields a task reads, so each source declares only the ones its records have."""
-    name: Optional[str] = setting(None, "a built-in dataset (gpt_exp/data/sources.py), fetched into the cache")
+    name: Optional[str] = setting(None, "a built-in dataset (gpt_exp/data/sources/), fetched into the cache")
     files: Optional[DataFiles] = setting(None, "your own files instead of a built-in dataset")
     hub_id: Optional[str] = setting(None, "a `datasets` hub id instead (needs a network)")
     hub_config: Optional[str] = setting(None, "the hub dataset's configuration name")

@@ -1,4 +1,6 @@
-"""Token ids back to text the way it is written, whatever the vocabulary.
+"""Text helpers: token ids back to text the way it is written, whatever the vocabulary (below), and
+numbers read from text fields (`parse_number`: data files, override values).
+
 
 `tokenizers`' WordPiece decoder (bert-base-chinese) puts a space between every two tokens, so Chinese
 comes back as `中 国 人 民`, and it shows the vocabulary's own entries [UNK], [SEP], [CLS], [PAD], which
@@ -7,6 +9,7 @@ are ordinary tokens there, not added special ones. Samples and summaries go thro
 from __future__ import annotations
 
 import re
+import math
 from typing import Iterable
 
 # ideographs, CJK punctuation, kana, full-width forms: a space beside one of them is a decoding artefact
@@ -45,3 +48,12 @@ def _decode_piece(tokenizer, ids: list[int]) -> str:
     if ids and (tokenizer.backend.id_to_token(ids[0]) or "").startswith("##"):
         text = text.removeprefix("##")  # WordPiece keeps the marker of a continuation piece that comes first
     return text
+
+
+def parse_number(text) -> float | None:
+    """The finite number `text` spells ("2.5", "1e-3", " 4 "), else None (words, "nan", "inf", None)."""
+    try:
+        number = float(text)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None

@@ -20,8 +20,9 @@ import mindspore  # noqa: E402
 
 mindspore.set_device("CPU")
 
+from gpt_exp import CONFIG_DIR  # noqa: E402  (other tests import it from here)
+
 ROOT = Path(__file__).resolve().parent.parent
-CONFIG_DIR = ROOT / "conf"
 
 # A model small enough for a few dozen steps in seconds on 2 cores, and a corpus_bpe vocab to match.
 TINY = [

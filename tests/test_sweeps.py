@@ -17,7 +17,7 @@ import pytest
 import yaml
 from conftest import CONFIG_DIR, ROOT, TINY
 
-from gpt_exp.compare import compare
+from gpt_exp.tools.compare import compare
 from gpt_exp.errors import ConfigError
 from gpt_exp.wandb_records import find_run_file, iter_records, read_finished_run
 
@@ -137,7 +137,7 @@ def test_the_group_is_the_sweeps_date_and_time():
 # --- the W&B sweep definition and the local driver ----------------------------------------------------
 
 def test_wandb_sweep_yaml_validates_and_every_proposal_composes(capsys):
-    from gpt_exp.sweep_local import load_sweep, main, sweeps_engine
+    from gpt_exp.tools.sweep_local import load_sweep, main, sweeps_engine
 
     sweeps = sweeps_engine()  # W&B's own sweep engine and schema
 
@@ -153,7 +153,7 @@ def test_wandb_sweep_yaml_validates_and_every_proposal_composes(capsys):
 
 
 def test_a_broken_sweep_definition_is_refused_with_the_reason(tmp_path):
-    from gpt_exp.sweep_local import load_sweep, run_sweep
+    from gpt_exp.tools.sweep_local import load_sweep, run_sweep
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("method: grid\nparamters: {optimizer.lr: {values: [0.1]}}\n")
@@ -173,7 +173,7 @@ def test_a_broken_sweep_definition_is_refused_with_the_reason(tmp_path):
 
 @pytest.mark.slow
 def test_local_driver_runs_a_grid_and_records_a_crash(tmp_path, shakespeare_excerpt, capsys):
-    from gpt_exp.sweep_local import main
+    from gpt_exp.tools.sweep_local import main
 
     definition = tmp_path / "sweep.yaml"
     definition.write_text(yaml.safe_dump({

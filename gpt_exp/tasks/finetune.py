@@ -347,9 +347,9 @@ class LabelledTask(FinetuneTask):
     def setup_labels(self, records, data) -> None:
         names = self.label_names
         if not names and data.get("name"):
-            from gpt_exp.data.sources import DATASETS
+            from gpt_exp.data.sources import find_dataset
 
-            built_in = DATASETS.get(data.name)
+            built_in = find_dataset(data.name)
             names = list(built_in.label_names) if built_in and built_in.label_names else None
         values = [v for split in records for v in records[split][self.field("label_field")]]
         if not names:

@@ -5,7 +5,7 @@ application only (recognised by its `conf/` folder on the search path):
 
 - a config source that shows the Hydra presets of `sweeps/` as the config group `sweep`. The W&B
   sweep definitions living in the same folder (top-level `method` and `parameters`, read by
-  `wandb sweep` and `python -m gpt_exp.sweep_local`) are not Hydra configs and are left out, so
+  `wandb sweep` and `python -m gpt_exp.tools.sweep_local`) are not Hydra configs and are left out, so
   `--help` lists only what `+sweep=` accepts;
 - the resolver `${gpt_exp.direction:${task._target_}}`: `maximize` when the task's main metric is
   greater-is-better (accuracy, ROUGE), else `minimize` (loss), so an Optuna search never optimises

@@ -1,12 +1,12 @@
 """Run a W&B sweep definition on this machine, without a W&B server.
 
-    python -m gpt_exp.sweep_local sweeps/wandb_sweep.yaml [--count N] [--dry-run] [-- OVERRIDES...]
+    python -m gpt_exp.tools.sweep_local sweeps/wandb_sweep.yaml [--count N] [--dry-run] [-- OVERRIDES...]
 
 The runs are proposed by W&B's own sweep engine (the `sweeps` package that the W&B server runs):
 grid, random and bayes behave as under `wandb agent`, and the YAML is validated against W&B's
 schema first. Each proposed run is the YAML's `command` with the proposed values as Hydra
 overrides, started as its own process in `<sweep dir>/<i>_<run name>/`, so a crash (recorded as
-failed, with its output) never stops the sweep. Afterwards `gpt_exp.compare` writes the table and
+failed, with its output) never stops the sweep. Afterwards `gpt_exp.tools.compare` writes the table and
 plots into `<sweep dir>/comparison/`.
 """
 from __future__ import annotations
@@ -24,10 +24,10 @@ from pathlib import Path
 
 import yaml
 
+from gpt_exp import CONFIG_DIR
 from gpt_exp.errors import ConfigError
 from gpt_exp.multirun import failure_line, sweep_group
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
 DEFAULT_COMMAND = ["${env}", "${interpreter}", "${program}", "${args}"]  # W&B's default
 ENVVAR = re.compile(r"\$\{envvar:([A-Za-z0-9_]*)\}")
 
@@ -203,7 +203,7 @@ def run_sweep(sweep_path: Path, sweep_dir: Path | None = None, count: int | None
 
 
 def _report(results: list[dict], sweep: dict, sweep_dir: Path, fixed: set[str]) -> None:
-    from gpt_exp.compare import main as compare
+    from gpt_exp.tools.compare import main as compare
 
     metric = sweep.get("metric") or {}
     scored = [r for r in results if isinstance(r["metric"], (int, float))]
@@ -220,7 +220,7 @@ def _report(results: list[dict], sweep: dict, sweep_dir: Path, fixed: set[str]) 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m gpt_exp.sweep_local",
+        prog="python -m gpt_exp.tools.sweep_local",
         description="Run a W&B sweep definition locally (no W&B server): W&B's engine proposes the runs, "
                     "each runs as `python -m gpt_exp <overrides>`.")
     parser.add_argument("sweep", type=Path, help="the W&B sweep YAML, e.g. sweeps/wandb_sweep.yaml")

@@ -29,6 +29,7 @@ import numpy as np
 
 from gpt_exp.metrics import SAMPLE_SCORES_FILE, WEIGHT_OF, bootstrap_interval, load_sample_scores
 from gpt_exp.plots import plot_curves, run_colors
+from gpt_exp.text import parse_number
 from gpt_exp.tracking import read_metrics
 
 # overrides that say where and how a run is recorded, not what it trains
@@ -409,21 +410,13 @@ def _short_keys(keys: list[str]) -> dict[str, str]:
 
 
 def _short(value: str) -> str:
-    number = _number(value)
+    number = parse_number(value)
     return f"{number:.3g}" if number is not None and "." in value else value
-
-
-def _number(value: str) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def is_categorical(key: str, values) -> bool:
     """A key whose values are names (model, task) or labels of replicates (seed): one tick per value."""
-    return key in SEED_KEYS or key.endswith(".seed") or any(_number(v) is None for v in values)
+    return key in SEED_KEYS or key.endswith(".seed") or any(parse_number(v) is None for v in values)
 
 
 def _plots(runs: list[Run], keys: list[str], out: Path, colors: dict) -> list[Path]:
@@ -467,7 +460,7 @@ def _metric_vs_key(runs: list[Run], key: str, metric: str, keys: list[str], out:
     values = [r.values[key] for r in runs]
     categorical = is_categorical(key, values)
     categories = sorted(set(values), key=lambda v: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", v)])
-    position = (lambda v: categories.index(v)) if categorical else _number  # noqa: E731
+    position = (lambda v: categories.index(v)) if categorical else parse_number  # noqa: E731
     others = [k for k in keys if k != key and k not in SEED_KEYS]
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     groups: dict[str, list[Run]] = {}
@@ -488,7 +481,7 @@ def _metric_vs_key(runs: list[Run], key: str, metric: str, keys: list[str], out:
     if categorical:
         ax.set_xticks(range(len(categories)), categories, rotation=20 if len(categories) > 4 else 0)
     else:
-        numbers = [_number(v) for v in values]
+        numbers = [parse_number(v) for v in values]
         if all(n > 0 for n in numbers) and max(numbers) / min(numbers) >= 20:
             ax.set_xscale("log")
         elif all(float(n).is_integer() for n in numbers):
