@@ -267,9 +267,10 @@ def fit(run: Run) -> dict | None:
             window = Window()
         if done % trainer.eval_interval == 0 or done == max_steps:
             best = validate(run, done, best)
-            window.start = time.perf_counter()  # evaluation time is not training throughput
+            window = Window()  # neither the evaluation's time nor the steps before it count in the next throughput
         if done % trainer.checkpoint_interval == 0 or done == max_steps:
             save_checkpoint(run, None, done, best)
+            window = Window()  # nor a checkpoint's save
     progress.close()
     return best
 
