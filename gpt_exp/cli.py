@@ -137,7 +137,7 @@ def _reraise(error: Exception):
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "compare":
-        from gpt_exp.compare import main as compare_main
+        from gpt_exp.tools.compare import main as compare_main
 
         sys.exit(compare_main(sys.argv[2:]))
     if len(sys.argv) > 1 and sys.argv[1] == "sample":

@@ -5,7 +5,7 @@ some GLUE sets, and Pearson / Spearman correlation for STS-B; these are those, c
 known values in tests/test_metrics.py. Bits per character is the tokenizer-independent LM metric.
 
 Every task writes its test split's per-sample scores to `<run>/test_scores.jsonl` (one JSON object a
-sample: ROUGE, correct = accuracy, bits_per_char with its characters as weight); `gpt_exp.compare`
+sample: ROUGE, correct = accuracy, bits_per_char with its characters as weight); `gpt_exp.tools.compare`
 reads them back for 95% bootstrap intervals, so a table shows which differences are larger than noise.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Every metric goes to a local `metrics.jsonl` and, unless disabled, to a W&B run.
 
-The local file is the record that `gpt_exp.compare` reads, so comparing runs needs no W&B
+The local file is the record that `gpt_exp.tools.compare` reads, so comparing runs needs no W&B
 server; W&B is a mirror for dashboards. A failing W&B never stops training: it is switched off
 with a warning and the local record goes on. Nor can it hold a job: starting W&B waits at most
 `logger.init_timeout`, finishing it at most `logger.finish_timeout` (then its service is torn down, so

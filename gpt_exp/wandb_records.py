@@ -2,7 +2,7 @@
 
 The file is a LevelDB-style log of protobuf `Record`s: a 7-byte header, then 32 KiB blocks of
 chunks, each with a 7-byte header (checksum, length, type) and FULL / FIRST / MIDDLE / LAST
-pieces of one record. Used by the tests and by `gpt_exp.compare` to check what W&B received.
+pieces of one record. Used by `gpt_exp.resume` (a resumed run replaces its offline records) and by the tests to check what W&B received.
 """
 from __future__ import annotations
 

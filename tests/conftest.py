@@ -6,8 +6,11 @@ from pathlib import Path
 
 import pytest
 
-# Real data is fetched once into the user's cache (or GPT_EXP_CACHE) and reused by every test.
-os.environ.setdefault("GPT_EXP_CACHE", str(Path.home() / ".cache" / "gpt_exp"))
+# Real data is fetched at first use into the tests' own cache and reused by every later test and session:
+# never the user's ~/.cache/gpt_exp (or their GPT_EXP_CACHE), so what a user's runs left there (a partial
+# download, an older build) can neither break nor help the suite. A fresh cache costs ~1-2 min of downloads
+# and builds. GPT_EXP_TEST_CACHE moves it (CI: a cache folder of its own).
+os.environ["GPT_EXP_CACHE"] = os.environ.get("GPT_EXP_TEST_CACHE") or str(Path.home() / ".cache" / "gpt_exp-tests")
 os.environ.setdefault("GLOG_v", "3")
 os.environ.setdefault("WANDB_SILENT", "true")
 # tests must never wait on a hub: hub names fail fast, as they would offline

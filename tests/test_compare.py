@@ -1,4 +1,4 @@
-"""`gpt_exp.compare` on run records laid out as the runner and Hydra write them.
+"""`gpt_exp.tools.compare` on run records laid out as the runner and Hydra write them.
 
 The end-to-end path (a real multirun, then compare) is in test_sweeps.py; here the records are
 written by hand so every case (failed, unfinished, mixed metrics) is covered in milliseconds.
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from gpt_exp.compare import compare, find_runs, main, swept_keys, load_run
+from gpt_exp.tools.compare import compare, find_runs, main, swept_keys, load_run
 
 TINY_OVERRIDES = ["model.n_layer=2", "logger.mode=disabled", "device=cpu"]
 
@@ -118,7 +118,7 @@ def test_mixed_tasks_and_unfinished_runs(tmp_path):
 
 def test_command_lines(sweep, tmp_path):
     env = {**os.environ, "GLOG_v": "3"}
-    for command in ([sys.executable, "-m", "gpt_exp.compare", str(sweep)],
+    for command in ([sys.executable, "-m", "gpt_exp.tools.compare", str(sweep)],
                     [sys.executable, "-m", "gpt_exp", "compare", str(sweep), "--out", str(tmp_path / "cli")]):
         done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr

@@ -19,7 +19,8 @@ GROUPS = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir() and p.name no
 def group_options():
     for group in GROUPS:
         for option in sorted((CONFIG_DIR / group).glob("*.yaml")):
-            yield f"{group}={option.stem}"
+            # a sweep preset is added to a multirun (`+sweep=grid`); the defaults list has no sweep
+            yield f"{'+' if group == 'sweep' else ''}{group}={option.stem}"
 
 
 @pytest.mark.parametrize("override", list(group_options()))

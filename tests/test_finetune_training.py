@@ -150,7 +150,7 @@ def test_the_ablation_sweep_covers_table_5():
 def test_the_ablation_table_averages_seeds(tmp_path):
     from omegaconf import OmegaConf
 
-    from gpt_exp import ablation
+    from gpt_exp.tools import ablation
 
     results = {  # (task, init_from, lm_coef) -> test metric of seeds 1 and 2
         ("classification", "pre", 0.5): (0.70, 0.74), ("classification", None, 0.5): (0.50, 0.56),

@@ -17,11 +17,11 @@ import pytest
 import yaml
 from conftest import CONFIG_DIR, ROOT, TINY
 
-from gpt_exp.compare import compare
+from gpt_exp.tools.compare import compare
 from gpt_exp.errors import ConfigError
 from gpt_exp.wandb_records import find_run_file, iter_records, read_finished_run
 
-SWEEPS = ROOT / "sweeps"
+SWEEPS = ROOT / "conf" / "sweep"
 SHORT = ["trainer.max_steps=6", "trainer.eval_interval=3", "trainer.log_interval=2", "trainer.checkpoint_interval=6",
          "task.sample_max_new_tokens=4", "trainer.compile=false"]
 
@@ -67,7 +67,7 @@ def test_presets_are_a_config_group_in_help():
     line = next(line for line in done.stdout.splitlines() if line.startswith("sweep:"))
     options = line.removeprefix("sweep: ").split(", ")
     assert {"grid", "optuna", "optuna_finetune"} <= set(options)
-    assert "wandb_sweep" not in options  # a W&B sweep definition, not a Hydra option
+    assert "lm_shakespeare" not in options  # a W&B sweep definition (conf/sweep/wandb/), not a Hydra option
 
 
 def test_grid_preset_sweeps_model_task_precision_truncation():
@@ -137,23 +137,23 @@ def test_the_group_is_the_sweeps_date_and_time():
 # --- the W&B sweep definition and the local driver ----------------------------------------------------
 
 def test_wandb_sweep_yaml_validates_and_every_proposal_composes(capsys):
-    from gpt_exp.sweep_local import load_sweep, main, sweeps_engine
+    from gpt_exp.tools.sweep_local import load_sweep, main, sweeps_engine
 
     sweeps = sweeps_engine()  # W&B's own sweep engine and schema
 
-    definition = yaml.safe_load((SWEEPS / "wandb_sweep.yaml").read_text())
+    definition = yaml.safe_load((SWEEPS / "wandb" / "lm_shakespeare.yaml").read_text())
     assert sweeps.schema_violations_from_proposed_config(definition) == []
     assert "${args_no_hyphens}" in definition["command"] and definition["metric"]["name"] == "best/loss"
-    load_sweep(SWEEPS / "wandb_sweep.yaml")
+    load_sweep(SWEEPS / "wandb" / "lm_shakespeare.yaml")
     # a dry run proposes runs with W&B's engine and composes each one's config
-    assert main([str(SWEEPS / "wandb_sweep.yaml"), "--dry-run", "--count", "4", "--", "device=cpu"]) == 0
+    assert main([str(SWEEPS / "wandb" / "lm_shakespeare.yaml"), "--dry-run", "--count", "4", "--", "device=cpu"]) == 0
     commands = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
     assert len(commands) == 4 and all(" -m gpt_exp " in c and "logger.mode=offline" in c for c in commands)
     assert len({c.split(" optimizer.lr=")[1].split()[0] for c in commands}) == 4  # random lr draws
 
 
 def test_a_broken_sweep_definition_is_refused_with_the_reason(tmp_path):
-    from gpt_exp.sweep_local import load_sweep, run_sweep
+    from gpt_exp.tools.sweep_local import load_sweep, run_sweep
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("method: grid\nparamters: {optimizer.lr: {values: [0.1]}}\n")
@@ -173,7 +173,7 @@ def test_a_broken_sweep_definition_is_refused_with_the_reason(tmp_path):
 
 @pytest.mark.slow
 def test_local_driver_runs_a_grid_and_records_a_crash(tmp_path, shakespeare_excerpt, capsys):
-    from gpt_exp.sweep_local import main
+    from gpt_exp.tools.sweep_local import main
 
     definition = tmp_path / "sweep.yaml"
     definition.write_text(yaml.safe_dump({

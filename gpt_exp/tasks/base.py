@@ -61,7 +61,7 @@ class Task:
         return value > best["value"] if self.greater_is_better else value < best["value"]
 
     def save_sample_scores(self, tracker) -> Path | None:
-        """The test split's per-sample scores to <run>/test_scores.jsonl (gpt_exp.compare's intervals)."""
+        """The test split's per-sample scores to <run>/test_scores.jsonl (gpt_exp.tools.compare's intervals)."""
         scores, run_dir = self.sample_scores.get("test"), getattr(tracker, "run_dir", None)
         if not scores or run_dir is None:
             return None

@@ -1,12 +1,12 @@
 """Run a W&B sweep definition on this machine, without a W&B server.
 
-    python -m gpt_exp.sweep_local sweeps/wandb_sweep.yaml [--count N] [--dry-run] [-- OVERRIDES...]
+    python -m gpt_exp.tools.sweep_local conf/sweep/wandb/lm_shakespeare.yaml [--count N] [--dry-run] [-- OVERRIDES...]
 
 The runs are proposed by W&B's own sweep engine (the `sweeps` package that the W&B server runs):
 grid, random and bayes behave as under `wandb agent`, and the YAML is validated against W&B's
 schema first. Each proposed run is the YAML's `command` with the proposed values as Hydra
 overrides, started as its own process in `<sweep dir>/<i>_<run name>/`, so a crash (recorded as
-failed, with its output) never stops the sweep. Afterwards `gpt_exp.compare` writes the table and
+failed, with its output) never stops the sweep. Afterwards `gpt_exp.tools.compare` writes the table and
 plots into `<sweep dir>/comparison/`.
 """
 from __future__ import annotations
@@ -42,7 +42,7 @@ def load_sweep(path: Path) -> dict:
         raise ConfigError(f"{path} is not valid YAML (quote values holding ${{...}}): {error}") from error
     if not isinstance(sweep, dict) or "parameters" not in sweep or "method" not in sweep:
         raise ConfigError(f"{path} is not a W&B sweep definition (it needs `method` and `parameters`); "
-                          f"Hydra presets such as sweeps/grid.yaml run with `python -m gpt_exp -m +sweep=grid`")
+                          f"Hydra presets such as conf/sweep/grid.yaml run with `python -m gpt_exp -m +sweep=grid`")
     violations = sweeps_engine().schema_violations_from_proposed_config(sweep)
     if violations:
         raise ConfigError(f"{path} is not a valid W&B sweep:\n  " + "\n  ".join(violations))
@@ -203,7 +203,7 @@ def run_sweep(sweep_path: Path, sweep_dir: Path | None = None, count: int | None
 
 
 def _report(results: list[dict], sweep: dict, sweep_dir: Path, fixed: set[str]) -> None:
-    from gpt_exp.compare import main as compare
+    from gpt_exp.tools.compare import main as compare
 
     metric = sweep.get("metric") or {}
     scored = [r for r in results if isinstance(r["metric"], (int, float))]
@@ -220,10 +220,10 @@ def _report(results: list[dict], sweep: dict, sweep_dir: Path, fixed: set[str]) 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m gpt_exp.sweep_local",
+        prog="python -m gpt_exp.tools.sweep_local",
         description="Run a W&B sweep definition locally (no W&B server): W&B's engine proposes the runs, "
                     "each runs as `python -m gpt_exp <overrides>`.")
-    parser.add_argument("sweep", type=Path, help="the W&B sweep YAML, e.g. sweeps/wandb_sweep.yaml")
+    parser.add_argument("sweep", type=Path, help="the W&B sweep YAML, e.g. conf/sweep/wandb/lm_shakespeare.yaml")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides added to every run (after --), "
                         "e.g. -- device=cpu trainer.max_steps=100")
     parser.add_argument("--count", type=int, default=None, help="number of runs (default: run_cap; a grid: all)")

@@ -1,9 +1,9 @@
 """GPT-1's ablation (its Table 5) at CPU scale: the pre-training corpus and the results table.
 
-    python -m gpt_exp.ablation corpus                      # 1. unlabeled text of the four tasks' train splits
+    python -m gpt_exp.tools.ablation corpus                      # 1. unlabeled text of the four tasks' train splits
     python -m gpt_exp experiment=gpt1_pretrain             # 2. LM pre-training on it
     python -m gpt_exp -m +sweep=gpt1_ablation              # 3. 4 tasks x {pre-trained, scratch} x {lambda 0.5, 0} x seeds
-    python -m gpt_exp.ablation table multirun/gpt1_ablation/DATE_TIME   # 4. means +- std over seeds
+    python -m gpt_exp.tools.ablation table multirun/gpt1_ablation/DATE_TIME   # 4. means +- std over seeds
 
 The paper pre-trains on BooksCorpus; no such corpus ships in a package reachable here, so step 1
 collects the *unlabeled text* of the four tasks' training splits (review snippets, Wikipedia
@@ -202,7 +202,7 @@ def plot(rows: list[dict], path: Path) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gpt_exp.ablation", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m gpt_exp.tools.ablation", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     corpus = commands.add_parser("corpus", help="write the pre-training corpus (the tasks' unlabeled train text)")
     corpus.add_argument("--cache-dir", default=None, help="default: $GPT_EXP_CACHE or ~/.cache/gpt_exp")
