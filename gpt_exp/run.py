@@ -138,7 +138,7 @@ def build(cfg: DictConfig, run_dir: Path, run_name: str, group: str | None) -> R
     run_dir.mkdir(parents=True, exist_ok=True)
     cache_dir = Path(cfg.paths.cache_dir).expanduser()
     task, tokenizer, splits = build_data(cfg, cache_dir, world)
-    tokens_per_sample = task.tokens_per_sample  # final once build_arrays has fixed the padded length
+    tokens_per_sample = task.tokens_per_sample(splits["train"])
 
     model = build_model(cfg.model, tokenizer.vocab_size)
     adopt_loaded_model(cfg.model, model.config)  # config.yaml and W&B describe the weights that train

@@ -22,8 +22,6 @@ class Task:
 
     def __init__(self, name: str, max_seq_len: int):
         self.name, self.max_seq_len = name, max_seq_len
-        # tokens the model reads per training sample (throughput); build_arrays may lower or multiply it
-        self.tokens_per_sample = max_seq_len
         # split -> {score name: one value per sample} from the split's last evaluation (test: intervals)
         self.sample_scores: dict[str, dict[str, np.ndarray]] = {}
 
@@ -37,6 +35,10 @@ class Task:
     def build_arrays(self, records, tokenizer, truncation, data) -> dict[str, dict[str, np.ndarray]]:
         """split -> {array name: fixed-shape array with one row per sample}."""
         raise NotImplementedError
+
+    def tokens_per_sample(self, train_arrays: dict[str, np.ndarray]) -> int:
+        """Tokens the model reads per training sample (the throughput's unit): a sequence of max_seq_len."""
+        return self.max_seq_len
 
     def build_network(self, model) -> nn.Cell:
         """A Cell whose construct(*arrays) returns (loss, loss_parts)."""

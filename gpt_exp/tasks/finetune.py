@@ -254,12 +254,16 @@ class FinetuneTask(Task):
             if split != "train":  # only evaluated splits need them
                 self._characters[split] = self._text_characters(records[split], tokenizer, template, arrays)
         n_seq = self._arrays["train"]["input_ids"].shape[1]
-        self.tokens_per_sample = n_seq * length
         log.info("%s: %d sequence(s) of %d tokens per sample (longest %d, task.max_seq_len=%d); "
                  "truncated samples: %s", self.name, n_seq, length, longest, self.max_seq_len,
                  {split: int(sum(any(len(ids) == self.max_seq_len for ids in sample) for sample in samples))
                   for split, samples in encoded.items()})
         return self._arrays
+
+    def tokens_per_sample(self, train_arrays: dict[str, np.ndarray]) -> int:
+        """Every sequence of a sample (a choice, an ordering of a pair) at the padded length."""
+        _, n_seq, length = train_arrays["input_ids"].shape
+        return n_seq * length
 
     def _text_characters(self, split_records, tokenizer, template: Template, arrays) -> np.ndarray:
         """Per sample, the characters of the text its sequences hold: their text tokens (not the special
