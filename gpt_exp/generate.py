@@ -51,19 +51,8 @@ def generate(model, prompts: list[list[int]], max_new_tokens: int, strategy: str
     a headline copies the words of its article, and must not be pushed away from them.
     use_cache: decode with a key/value cache when prompt + new tokens fit the window (same tokens, faster).
     """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     prompts = [[int(t) for t in p] for p in prompts]  # numpy rows would add element-wise below
-    if any(len(p) == 0 for p in prompts):
-        raise ValueError("every prompt needs at least one token (e.g. a BOS token) to condition on")
-    if strategy == "sample" and temperature <= 0:
-        raise ValueError(f"temperature must be > 0 for sampling, got {temperature} (use strategy='greedy')")
-    if strategy == "beam" and num_beams < 1:
-        raise ValueError(f"num_beams must be >= 1, got {num_beams}")
-    if not repetition_penalty > 0:
-        raise ValueError(f"repetition_penalty must be > 0 (1.0 = off), got {repetition_penalty}")
-    if not isinstance(no_repeat_ngram_size, int) or no_repeat_ngram_size < 0:
-        raise ValueError(f"no_repeat_ngram_size must be a whole number >= 0 (0 = off), got {no_repeat_ngram_size}")
+    _check_options(prompts, strategy, temperature, num_beams, repetition_penalty, no_repeat_ngram_size)
     n_positions = model.config.n_positions
     window = min(max_positions or n_positions, n_positions)
     n_rows = len(prompts) * (num_beams if strategy == "beam" else 1)
@@ -92,6 +81,22 @@ def generate(model, prompts: list[list[int]], max_new_tokens: int, strategy: str
         return _decode(next_logits, prompts, max_new_tokens, choose, eos_token_id)
     finally:
         model.set_train(was_training)
+
+
+def _check_options(prompts: list[list[int]], strategy: str, temperature: float, num_beams: int,
+                   repetition_penalty: float, no_repeat_ngram_size: int) -> None:
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    if any(len(p) == 0 for p in prompts):
+        raise ValueError("every prompt needs at least one token (e.g. a BOS token) to condition on")
+    if strategy == "sample" and temperature <= 0:
+        raise ValueError(f"temperature must be > 0 for sampling, got {temperature} (use strategy='greedy')")
+    if strategy == "beam" and num_beams < 1:
+        raise ValueError(f"num_beams must be >= 1, got {num_beams}")
+    if not repetition_penalty > 0:
+        raise ValueError(f"repetition_penalty must be > 0 (1.0 = off), got {repetition_penalty}")
+    if not isinstance(no_repeat_ngram_size, int) or no_repeat_ngram_size < 0:
+        raise ValueError(f"no_repeat_ngram_size must be a whole number >= 0 (0 = off), got {no_repeat_ngram_size}")
 
 
 def _compiled_step(model):

@@ -130,6 +130,28 @@ def record_failure(job_dir: Path, name: str, returncode: int, output: str) -> No
                                         "error": lines[-1] if lines else f"exit code {returncode}"}, indent=2))
 
 
+def run_job(command: list[str], job_dir: Path, run_name: str, proposal, metric: str | None) -> dict:
+    """One proposed run as its own process; its record read back into the proposal (the bayes search's
+    history) and into the sweep's result row."""
+    job_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    with (job_dir / "output.log").open("w") as log_file:
+        process = subprocess.run(command, stdout=log_file, stderr=subprocess.STDOUT, text=True)
+    output = (job_dir / "output.log").read_text(errors="replace")
+    if process.returncode != 0:
+        record_failure(job_dir, run_name, process.returncode, output)
+    record = json.loads((job_dir / "summary.json").read_text()) if (job_dir / "summary.json").exists() else {}
+    status = record.get("status", "failed")
+    summary = record.get("summary") or {}
+    proposal.state = "finished" if status == "finished" else "failed"
+    proposal.summary_metrics = {k: v for k, v in summary.items() if isinstance(v, (int, float))}
+    value = summary.get(metric) if metric else None
+    shown = f"{metric} {value:.4f}" if isinstance(value, (int, float)) else record.get("error", "")
+    print(f"    {status} in {time.time() - started:.0f} s: {shown}", flush=True)
+    return {"run_dir": str(job_dir), "status": status, "metric": value,
+            "name": record.get("run_name") or run_name, "error": record.get("error", "")}
+
+
 def run_sweep(sweep_path: Path, sweep_dir: Path | None = None, count: int | None = None, extra: list[str] = (),
               wandb_mode: str = "offline", seed: int = 0, dry_run: bool = False) -> list[dict]:
     import numpy as np
@@ -178,24 +200,10 @@ def run_sweep(sweep_path: Path, sweep_dir: Path | None = None, count: int | None
             history.append(proposal)
             continue
         print(f"[{index + 1}{'/' + str(count) if count else ''}] {label}  (log: {job_dir / 'output.log'})", flush=True)
-        job_dir.mkdir(parents=True, exist_ok=True)
-        started = time.time()
-        with (job_dir / "output.log").open("w") as log_file:
-            process = subprocess.run(command, stdout=log_file, stderr=subprocess.STDOUT, text=True)
-        output = (job_dir / "output.log").read_text(errors="replace")
-        if process.returncode != 0:
-            record_failure(job_dir, run_name, process.returncode, output)
-        record = json.loads((job_dir / "summary.json").read_text()) if (job_dir / "summary.json").exists() else {}
-        status = record.get("status", "failed")
-        summary = record.get("summary") or {}
-        proposal.state = "finished" if status == "finished" else "failed"
-        proposal.summary_metrics = {k: v for k, v in summary.items() if isinstance(v, (int, float))}
+        result = run_job(command, job_dir, run_name, proposal, metric)
+        result["values"] = values
         history.append(proposal)
-        value = summary.get(metric) if metric else None
-        results.append({"run_dir": str(job_dir), "values": values, "status": status, "metric": value,
-                        "name": record.get("run_name") or run_name, "error": record.get("error", "")})
-        shown = f"{metric} {value:.4f}" if isinstance(value, (int, float)) else record.get("error", "")
-        print(f"    {status} in {time.time() - started:.0f} s: {shown}", flush=True)
+        results.append(result)
 
     if not dry_run and results:
         _report(results, sweep, sweep_dir, fixed)
