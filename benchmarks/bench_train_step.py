@@ -85,10 +85,10 @@ def mindspore_worker(args) -> None:
     from hydra import compose, initialize_config_dir
     from mindspore import Tensor
 
-    from gpt_exp import device as devices
+    from gpt_exp.backend import device as devices
     from gpt_exp.errors import ConfigError
     from gpt_exp.model.build import build_model
-    from gpt_exp.precision import (apply_precision, check_precision, choose_cpu_products, cpu_products_kernel,
+    from gpt_exp.backend.precision import (apply_precision, check_precision, choose_cpu_products, cpu_products_kernel,
                                    make_loss_scaler, onednn_isa, setup_precision)
     from gpt_exp.tasks.lm import CausalLMNetwork
     from gpt_exp.train.batches import BatchIterator

@@ -270,7 +270,7 @@ class DeviceConfig:
 
 @dataclass(kw_only=True)
 class DistributedBase:
-    _target_: str = setting(REQUIRED, "the process group class (gpt_exp/distributed.py)")
+    _target_: str = setting(REQUIRED, "the process group class (gpt_exp/backend/distributed.py)")
 
 
 @dataclass(kw_only=True)
@@ -280,8 +280,8 @@ class DataParallelConfig(DistributedBase):
 
 
 DISTRIBUTED = {
-    "gpt_exp.distributed.SingleProcess": DistributedBase,
-    "gpt_exp.distributed.DataParallel": DataParallelConfig,
+    "gpt_exp.backend.distributed.SingleProcess": DistributedBase,
+    "gpt_exp.backend.distributed.DataParallel": DataParallelConfig,
 }
 
 

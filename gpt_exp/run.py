@@ -24,15 +24,15 @@ from mindspore import Tensor, nn
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from gpt_exp import device as devices
+from gpt_exp.backend import device as devices
 from gpt_exp import resume
 from gpt_exp.config_check import check_settings
 from gpt_exp.data.records import load_records
-from gpt_exp.distributed import SilentTracker, World
+from gpt_exp.backend.distributed import SilentTracker, World
 from gpt_exp.errors import ConfigError
 from gpt_exp.model.build import adopt_loaded_model, build_model, init_folder
 from gpt_exp.plots import plot_curves
-from gpt_exp.precision import (apply_precision, check_precision, choose_cpu_products, make_loss_scaler,
+from gpt_exp.backend.precision import (apply_precision, check_precision, choose_cpu_products, make_loss_scaler,
                                setup_precision)
 from gpt_exp.tasks.base import Task
 from gpt_exp.tokenizers import TextTokenizer

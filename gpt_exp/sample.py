@@ -160,7 +160,7 @@ def load(folder: Path, device: str = "auto"):
     """(model, tokenizer) on the chosen device, in eval mode, with no dropout."""
     from omegaconf import OmegaConf
 
-    from gpt_exp import device as devices
+    from gpt_exp.backend import device as devices
     from gpt_exp.model import load_pretrained
 
     target = devices.resolve_target(OmegaConf.create({"target": device, "name": device}))

@@ -7,7 +7,7 @@ import pytest
 from conftest import TINY, compose
 
 from gpt_exp.errors import ConfigError
-from gpt_exp.precision import bf16_custom_op_works, bf16_fpmath_works, bf16_products_route, check_precision
+from gpt_exp.backend.precision import bf16_custom_op_works, bf16_fpmath_works, bf16_products_route, check_precision
 
 needs_custom_op = pytest.mark.skipif(not bf16_custom_op_works(),
                                      reason="the probe finds no bf16 products through the custom op on this CPU")
@@ -30,7 +30,7 @@ def _grads(cell, x, w, dy, compile):
 @needs_custom_op
 @pytest.mark.parametrize("compile", [False, True], ids=["pynative", "jit"])
 def test_dense_product_and_its_gradients_are_bf16_products_of_the_operands(compile):
-    from gpt_exp.bf16_products import Bf16Product
+    from gpt_exp.backend.bf16_products import Bf16Product
 
     rng = np.random.default_rng(0)
     x, w, dy = (rng.standard_normal(s).astype(np.float32) for s in ((24, 40), (40, 72), (24, 72)))
@@ -45,7 +45,7 @@ def test_dense_product_and_its_gradients_are_bf16_products_of_the_operands(compi
 @needs_custom_op
 @pytest.mark.parametrize("compile", [False, True], ids=["pynative", "jit"])
 def test_transposed_product_for_the_tied_lm_head_and_its_gradients(compile):
-    from gpt_exp.bf16_products import Bf16ProductWithTransposed
+    from gpt_exp.backend.bf16_products import Bf16ProductWithTransposed
 
     rng = np.random.default_rng(1)
     x, table, dy = (rng.standard_normal(s).astype(np.float32) for s in ((16, 32), (50, 32), (16, 50)))
@@ -60,7 +60,7 @@ def test_transposed_product_for_the_tied_lm_head_and_its_gradients(compile):
 def test_bf16_products_follow_the_fp32_loss_curve_of_a_tiny_gpt2():
     """The same tiny GPT-2, data and seed: 30 steps with bf16 products stay within bf16's tolerance of fp32."""
     from gpt_exp.model.build import build_model
-    from gpt_exp.precision import choose_cpu_products, make_loss_scaler, setup_precision
+    from gpt_exp.backend.precision import choose_cpu_products, make_loss_scaler, setup_precision
     from gpt_exp.tasks.lm import CausalLMNetwork
     from gpt_exp.train.optim import build_optimizer
     from gpt_exp.train.step import make_train_step

@@ -7,7 +7,7 @@ from conftest import compose
 from mindspore import Tensor
 
 from gpt_exp.model import GPT, GPTConfig
-from gpt_exp.precision import make_loss_scaler
+from gpt_exp.backend.precision import make_loss_scaler
 from gpt_exp.tasks.lm import CausalLMNetwork
 from gpt_exp.train import checkpoint
 from gpt_exp.train.optim import build_optimizer

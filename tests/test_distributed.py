@@ -58,9 +58,9 @@ def worker(role: str, out: Path, text_path: Path) -> None:
     from mindspore import Tensor
     from omegaconf import OmegaConf
 
-    from gpt_exp.distributed import DataParallel, SingleProcess
+    from gpt_exp.backend.distributed import DataParallel, SingleProcess
     from gpt_exp.model.build import build_model
-    from gpt_exp.precision import make_loss_scaler
+    from gpt_exp.backend.precision import make_loss_scaler
     from gpt_exp.tasks.lm import CausalLMNetwork
     from gpt_exp.train.optim import build_optimizer
     from gpt_exp.train.step import make_train_step
@@ -90,7 +90,7 @@ def _params(path: Path) -> dict:
 
 
 def test_shards_are_disjoint_and_equal():
-    from gpt_exp.distributed import World
+    from gpt_exp.backend.distributed import World
 
     arrays = {"tokens": np.arange(11 * 3).reshape(11, 3), "label": np.arange(11)}
     shards = [World(rank, 3).shard(arrays) for rank in range(3)]
@@ -112,7 +112,7 @@ def test_data_parallel_outside_msrun_fails_with_the_fix(tmp_path):
 def test_msrun_without_data_parallel_is_refused(monkeypatch):
     from omegaconf import OmegaConf
 
-    from gpt_exp.distributed import SingleProcess
+    from gpt_exp.backend.distributed import SingleProcess
 
     monkeypatch.setenv("MS_ROLE", "MS_WORKER")
     monkeypatch.setenv("MS_WORKER_NUM", "2")

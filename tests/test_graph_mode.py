@@ -19,7 +19,7 @@ def _network(seed: int = 0):
 
 
 def _train_step(network, cfg, compile: bool, precision="fp32", accum=2):
-    from gpt_exp.precision import make_loss_scaler
+    from gpt_exp.backend.precision import make_loss_scaler
     from gpt_exp.train.optim import build_optimizer
     from gpt_exp.train.step import make_train_step
 

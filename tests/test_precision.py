@@ -11,14 +11,14 @@ import pytest
 from conftest import ROOT, TINY, compose
 
 from gpt_exp.errors import ConfigError
-from gpt_exp.precision import bf16_fpmath_works, bf16_products_route, check_precision
+from gpt_exp.backend.precision import bf16_fpmath_works, bf16_products_route, check_precision
 from gpt_exp.tracking import read_metrics
 
 
 def _tiny_step(precision_overrides, accum=1, compile=True):
     """A tiny GPT-2 LM network with gpt_exp's own optimizer, loss scaler and train step, on random tokens."""
     from gpt_exp.model.build import build_model
-    from gpt_exp.precision import apply_precision, make_loss_scaler
+    from gpt_exp.backend.precision import apply_precision, make_loss_scaler
     from gpt_exp.tasks.lm import CausalLMNetwork
     from gpt_exp.train.optim import build_optimizer
     from gpt_exp.train.step import make_train_step
@@ -143,7 +143,7 @@ def test_every_fp16_amp_level_trains(level):
 
 def test_bf16_products_after_the_first_kernel_are_refused():
     # oneDNN fixes its math mode at the first kernel of a process: asking later must fail, not compute in fp32
-    from gpt_exp.precision import matmul_math_in_effect, set_matmul_math
+    from gpt_exp.backend.precision import matmul_math_in_effect, set_matmul_math
 
     assert matmul_math_in_effect() == "float32"  # runs a kernel: from here on the mode is fixed
     with pytest.raises(ConfigError, match="new process"):

@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 from gpt_exp import resume
 from gpt_exp.errors import ConfigError
 from gpt_exp.model import GPT, GPTConfig
-from gpt_exp.precision import make_loss_scaler
+from gpt_exp.backend.precision import make_loss_scaler
 from gpt_exp.tasks.lm import CausalLMNetwork
 from gpt_exp.tracking import read_metrics
 from gpt_exp.train import checkpoint

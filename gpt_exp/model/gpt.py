@@ -122,7 +122,7 @@ class Conv1D(nn.Cell):
         self.matmul = ops.MatMul()
         self.transposed = ProductWithTransposedWeight()
         self.transposed_product = False  # read when the graph is compiled: set it before the first step
-        self.bf16_product = None  # likewise: a gpt_exp.bf16_products.Bf16Product on CPUs that use it
+        self.bf16_product = None  # likewise: a gpt_exp.backend.bf16_products.Bf16Product on CPUs that use it
 
     def construct(self, x):
         out_shape = x.shape[:-1] + (self.weight.shape[1],)

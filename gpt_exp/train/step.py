@@ -28,7 +28,7 @@ def make_train_step(network: nn.Cell, optimizer: nn.Optimizer, loss_scaler, accu
                     max_grad_norm: float | None, compile: bool, grad_reducer=None, compile_cache=None):
     """Returns step(*arrays) -> (loss, loss_parts, grad_norm, is_finite).
 
-    `grad_reducer` (data parallel, gpt_exp/distributed.py) averages the gradients over the ranks
+    `grad_reducer` (data parallel, gpt_exp/backend/distributed.py) averages the gradients over the ranks
     before they are checked, clipped and applied, so every rank takes the same step.
     `compile_cache` (a folder, with `compile`): load the compiled graph from there, or save it there
     (gpt_exp/train/compile_cache.py).

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from gpt_exp import device as devices
+from gpt_exp.backend import device as devices
 from gpt_exp.errors import ConfigError
 
 log = logging.getLogger("gpt_exp")

@@ -5,7 +5,7 @@
 // primitive is still ~1.9x faster than float32 when it is *given* bf16 inputs (brg_matmul:avx512_core_bf16).
 // So each entry point converts its float32 operands to bf16 (a oneDNN reorder: round to nearest even),
 // runs oneDNN's bf16 x bf16 -> f32 matmul, and writes float32: the numerics of PyTorch's bf16 autocast for
-// matrix products. gpt_exp/bf16_products.py compiles this file with g++ at first use and wraps it in ops.Custom.
+// matrix products. gpt_exp/backend/bf16_products.py compiles this file with g++ at first use and wraps it in ops.Custom.
 //
 // It links the libdnnl.so.3 shipped inside MindSpore's wheel, which has no headers, so the few oneDNN C API
 // declarations used are written out below (oneDNN 3.x ABI; MindSpore 2.10 ships 3.10, threadpool runtime).

@@ -10,7 +10,7 @@ The `precision` group (conf/precision/) picks one of:
   with float32 accumulation, like PyTorch's bf16 autocast for products. Two ways (precision.matmul_kernel):
   onednn_fpmath: MindSpore's own MatMul / BatchMatMul with oneDNN's bf16 "fpmath mode"; oneDNN honours it
   only on CPUs with AMX, elsewhere (e.g. AMD Zen 4 with AVX512-BF16) it silently computes in float32.
-  custom_op: the dense layers and the LM head call gpt_exp/bf16_products.py's custom operator, which hands
+  custom_op: the dense layers and the LM head call gpt_exp/backend/bf16_products.py's custom operator, which hands
   oneDNN bf16 operands (fast on AVX512-BF16 and AMX alike; the small attention products stay float32).
   `bf16_products_route()` probes what this machine really does (auto: fpmath where it works, else the
   custom op) and the config check refuses where neither computes in bf16.
@@ -108,7 +108,7 @@ def setup_precision(precision: DictConfig, device_target: str) -> None:
     if device_target != "CPU":
         return
     if cpu_products_kernel(precision, device_target) == "custom_op":
-        from gpt_exp import bf16_products
+        from gpt_exp.backend import bf16_products
 
         # MindSpore's float32 MatMul stays as it is; the custom op's pool gets MindSpore's thread count
         bf16_products.set_threads(int(mindspore.get_context("runtime_num_threads") or os.cpu_count() or 1))
@@ -152,7 +152,7 @@ def _custom_op_probe() -> tuple[bool, str]:
     """
     import numpy as np
 
-    from gpt_exp import bf16_products
+    from gpt_exp.backend import bf16_products
 
     try:
         value = float(bf16_products.multiply_numpy(np.full((256, 256), 1 + 2 ** -9, np.float32),
@@ -189,7 +189,7 @@ def onednn_isa() -> str:
 
 
 # Run in a fresh interpreter: oneDNN fixes its math mode at the first kernel of a process.
-_FPMATH_PROBE = ("from gpt_exp.precision import _FPMATH, _onednn, matmul_math_in_effect\n"
+_FPMATH_PROBE = ("from gpt_exp.backend.precision import _FPMATH, _onednn, matmul_math_in_effect\n"
                  "_onednn().dnnl_set_default_fpmath_mode(_FPMATH['bfloat16'])\n"
                  "print(matmul_math_in_effect())\n")
 
@@ -305,7 +305,7 @@ def choose_cpu_products(model: nn.Cell, precision: DictConfig, device_target: st
 
 
 def _use_bf16_product_op(model: nn.Cell) -> int:
-    from gpt_exp.bf16_products import Bf16Product, Bf16ProductWithTransposed
+    from gpt_exp.backend.bf16_products import Bf16Product, Bf16ProductWithTransposed
     from gpt_exp.model.gpt import GPT, Conv1D
 
     count = 0

@@ -2,13 +2,13 @@
 
 MindSpore 2.10's CPU MatMul hands oneDNN float32 operands; oneDNN down-converts them to bf16 (its "fpmath
 mode", precision.set_matmul_math) only on AMX. Given bf16 operands, oneDNN's matmul runs ~1.9x faster than
-float32 on AVX512-BF16 too (AMD Zen 4, Intel Cooper Lake). gpt_exp/kernels/bf16_matmul.cpp does that: it
+float32 on AVX512-BF16 too (AMD Zen 4, Intel Cooper Lake). gpt_exp/backend/kernels/bf16_matmul.cpp does that: it
 converts both float32 operands to bf16 (round to nearest even), multiplies in oneDNN (the libdnnl.so.3 inside
 MindSpore's wheel) and writes float32. It is compiled with g++ at first use into the cache, keyed by its source,
 its flags and the MindSpore version, and wrapped as ahead-of-time `ops.Custom` operators with a hand-written
 backward (dX = dY W^T, dW = X^T dY, on the same kernel). Tensors and weights stay float32.
 
-Whether this CPU really runs them in bf16 is decided in gpt_exp/precision.py (bf16_products_route).
+Whether this CPU really runs them in bf16 is decided in gpt_exp/backend/precision.py (bf16_products_route).
 """
 from __future__ import annotations
 
