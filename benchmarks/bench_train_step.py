@@ -88,14 +88,15 @@ def mindspore_worker(args) -> None:
     from gpt_exp.backend import device as devices
     from gpt_exp.errors import ConfigError
     from gpt_exp.model.build import build_model
+    from gpt_exp.backend.cpu_matmul import onednn_isa
     from gpt_exp.backend.precision import (apply_precision, check_precision, choose_cpu_products, cpu_products_kernel,
-                                   make_loss_scaler, onednn_isa, setup_precision)
+                                           make_loss_scaler, setup_precision)
     from gpt_exp.tasks.lm import CausalLMNetwork
     from gpt_exp.train.batches import BatchIterator
     from gpt_exp.train.optim import build_optimizer
     from gpt_exp.train.step import make_train_step
 
-    # how bf16_matmul reaches bf16 on this CPU (precision.bf16_products_route, chosen by probe)
+    # how bf16_matmul reaches bf16 on this CPU (backend/cpu_matmul.py: bf16_products_route, by probe)
     BF16_ROUTES = {"onednn_fpmath": "bf16 fpmath products", "custom_op": "bf16 products by gpt_exp's custom op"}
 
     def config(precision: str):

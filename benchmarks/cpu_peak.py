@@ -98,7 +98,7 @@ def cpu_flags() -> set[str]:
 
 
 def cpu_model() -> str:
-    """The CPU's name as /proc/cpuinfo gives it (like gpt_exp.backend.precision.cpu_model, without importing MindSpore)."""
+    """The CPU's name as /proc/cpuinfo gives it (like gpt_exp.backend.cpu_matmul.cpu_model, without importing MindSpore)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

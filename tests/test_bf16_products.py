@@ -7,7 +7,8 @@ import pytest
 from conftest import TINY, compose
 
 from gpt_exp.errors import ConfigError
-from gpt_exp.backend.precision import bf16_custom_op_works, bf16_fpmath_works, bf16_products_route, check_precision
+from gpt_exp.backend.cpu_matmul import bf16_custom_op_works, bf16_fpmath_works, bf16_products_route
+from gpt_exp.backend.precision import check_precision
 
 needs_custom_op = pytest.mark.skipif(not bf16_custom_op_works(),
                                      reason="the probe finds no bf16 products through the custom op on this CPU")

@@ -11,7 +11,8 @@ import pytest
 from conftest import ROOT, TINY, compose
 
 from gpt_exp.errors import ConfigError
-from gpt_exp.backend.precision import bf16_fpmath_works, bf16_products_route, check_precision
+from gpt_exp.backend.cpu_matmul import bf16_fpmath_works, bf16_products_route
+from gpt_exp.backend.precision import check_precision
 from gpt_exp.tracking import read_metrics
 
 
@@ -143,7 +144,7 @@ def test_every_fp16_amp_level_trains(level):
 
 def test_bf16_products_after_the_first_kernel_are_refused():
     # oneDNN fixes its math mode at the first kernel of a process: asking later must fail, not compute in fp32
-    from gpt_exp.backend.precision import matmul_math_in_effect, set_matmul_math
+    from gpt_exp.backend.cpu_matmul import matmul_math_in_effect, set_matmul_math
 
     assert matmul_math_in_effect() == "float32"  # runs a kernel: from here on the mode is fixed
     with pytest.raises(ConfigError, match="new process"):

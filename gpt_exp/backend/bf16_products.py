@@ -1,7 +1,7 @@
 """bf16 matrix products with float32 accumulation on CPUs with AVX512-BF16 but no AMX, as MindSpore custom ops.
 
 MindSpore 2.10's CPU MatMul hands oneDNN float32 operands; oneDNN down-converts them to bf16 (its "fpmath
-mode", precision.set_matmul_math) only on AMX. Given bf16 operands, oneDNN's matmul runs ~1.9x faster than
+mode", cpu_matmul.set_matmul_math) only on AMX. Given bf16 operands, oneDNN's matmul runs ~1.9x faster than
 float32 on AVX512-BF16 too (AMD Zen 4, Intel Cooper Lake). gpt_exp/backend/kernels/bf16_matmul.cpp does that: it
 converts both float32 operands to bf16 (round to nearest even), multiplies in oneDNN (the libdnnl.so.3 inside
 MindSpore's wheel) and writes float32. It is compiled with g++ at first use into the cache, keyed by its source,
