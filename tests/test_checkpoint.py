@@ -4,6 +4,7 @@ from __future__ import annotations
 import mindspore
 import numpy as np
 from conftest import compose
+from helpers import read_checkpoint_record
 from mindspore import Tensor
 
 from gpt_exp.model import GPT, GPTConfig
@@ -36,6 +37,6 @@ def test_restored_weights_reach_the_compiled_graphs(tmp_path):
     assert int(optimizer.global_step.asnumpy()[0]) == 5
 
     record = checkpoint.load(state, tmp_path / "last.ckpt")
-    assert record["step"] == 2 and checkpoint.read_record(tmp_path / "last.ckpt")["step"] == 2
+    assert record["step"] == 2 and read_checkpoint_record(tmp_path / "last.ckpt")["step"] == 2
     assert float(evaluate(tokens[0])[0].asnumpy()) == saved_loss
     assert int(optimizer.global_step.asnumpy()[0]) == 2

@@ -16,6 +16,7 @@ import mindspore
 import numpy as np
 import pytest
 from conftest import ROOT, TINY, compose
+from helpers import read_checkpoint_record
 from omegaconf import OmegaConf
 
 from gpt_exp import resume
@@ -216,7 +217,7 @@ def test_a_resume_after_a_kill_records_each_step_once(finished_run, shakespeare_
     run_dir = _copy(finished_run, tmp_path)
     _as_if_killed_after_step_15(run_dir)
     before = [r for r in read_metrics(run_dir) if r["step"] <= 10]
-    wandb_id = checkpoint.read_record(run_dir / "checkpoints" / "last.ckpt")["wandb_id"]
+    wandb_id = read_checkpoint_record(run_dir / "checkpoints" / "last.ckpt")["wandb_id"]
     result = _resume(shakespeare_excerpt, run_dir)
 
     rows = _assert_each_step_once(run_dir, 20)
@@ -293,7 +294,7 @@ def test_a_killed_cli_run_resumed_by_its_directory_alone(tmp_path, shakespeare_e
         time.sleep(0.02)
     output, _ = process.communicate()
     assert process.returncode == -signal.SIGKILL, output
-    assert checkpoint.read_record(run_dir / "checkpoints" / "last.ckpt")["step"] == 20, "killed too late"
+    assert read_checkpoint_record(run_dir / "checkpoints" / "last.ckpt")["step"] == 20, "killed too late"
     assert max(r["step"] for r in read_metrics(run_dir)) > 20
 
     refused = _cli([f"trainer.resume={run_dir}", "model=gpt1-tiny", f"hydra.run.dir={tmp_path / 'hydra-refused'}"])

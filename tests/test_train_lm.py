@@ -15,7 +15,7 @@ from conftest import ROOT, TINY, compose
 
 from gpt_exp.tokenizers import TextTokenizer
 from gpt_exp.tracking import read_metrics
-from gpt_exp.train.checkpoint import read_record
+from helpers import read_checkpoint_record as read_record
 from gpt_exp.wandb_records import read_finished_run
 
 

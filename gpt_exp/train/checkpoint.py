@@ -101,10 +101,6 @@ def load(state: TrainState, path: Path) -> dict:
     return record
 
 
-def read_record(path: Path) -> dict:
-    return json.loads(str(mindspore.load_checkpoint(str(path), choice_func=lambda n: n == "record")["record"]))
-
-
 def step_path(folder: Path, step: int) -> Path:
     return folder / f"step-{step:06d}.ckpt"
 
