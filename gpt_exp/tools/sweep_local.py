@@ -118,7 +118,7 @@ def hydra_quote(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def record_failure(job_dir: Path, name: str, returncode: int, output: str) -> None:
+def record_dead_job(job_dir: Path, name: str, returncode: int, output: str) -> None:
     """A job that died without its own record (killed, crashed at import) still shows up as failed."""
     summary_path = job_dir / "summary.json"
     if summary_path.exists() and json.loads(summary_path.read_text()).get("status") in ("finished", "failed"):
@@ -139,7 +139,7 @@ def run_job(command: list[str], job_dir: Path, run_name: str, proposal, metric: 
         process = subprocess.run(command, stdout=log_file, stderr=subprocess.STDOUT, text=True)
     output = (job_dir / "output.log").read_text(errors="replace")
     if process.returncode != 0:
-        record_failure(job_dir, run_name, process.returncode, output)
+        record_dead_job(job_dir, run_name, process.returncode, output)
     record = json.loads((job_dir / "summary.json").read_text()) if (job_dir / "summary.json").exists() else {}
     status = record.get("status", "failed")
     summary = record.get("summary") or {}
