@@ -69,7 +69,7 @@ def test_lm_task_picks_the_cased_vocabulary_and_the_fine_tunes_keep_gpt1s():
     old = compose(["tokenizer=corpus_bpe"]).tokenizer  # the old default, one override away
     assert old._target_ == "gpt_exp.tokenizers.corpus_bpe" and old.lowercase
     # task=lm's own recipe wins over the trainer's and optimizer's defaults, the command line over it
-    assert (compose([]).trainer.max_steps, compose([]).optimizer.lr) == (750, 2e-3)
+    assert (compose([]).trainer.max_steps, compose([]).optimizer.lr) == (600, 2e-3)
     assert compose(["trainer.max_steps=5"]).trainer.max_steps == 5
 
 
