@@ -118,17 +118,22 @@ def _custom(entry: str, out_shape) -> ops.Custom:
                       func_type="aot")
 
 
-class Bf16Product(nn.Cell):
-    """x [M, K] @ w [K, N] in bf16 with float32 accumulation; float32 in and out.
-
-    backward: dx = dy @ w^T, dw = x^T @ dy, both through the same kernel (autodiff cannot see into it).
-    """
+class _Bf16Kernels(nn.Cell):
+    """The kernel's three layouts as custom ops: a @ b, a @ b^T and a^T @ b (forward and backward of both
+    products below go through them; autodiff cannot see into the kernel)."""
 
     def __init__(self):
         super().__init__()
         self.nn = _custom("MatMulNN", lambda a, b: [a[0], b[1]])
         self.nt = _custom("MatMulNT", lambda a, b: [a[0], b[0]])
         self.tn = _custom("MatMulTN", lambda a, b: [a[1], b[1]])
+
+
+class Bf16Product(_Bf16Kernels):
+    """x [M, K] @ w [K, N] in bf16 with float32 accumulation; float32 in and out.
+
+    backward: dx = dy @ w^T, dw = x^T @ dy, both through the same kernel (autodiff cannot see into it).
+    """
 
     def construct(self, x, w):
         return self.nn(x, w)
@@ -137,17 +142,11 @@ class Bf16Product(nn.Cell):
         return self.nt(dout, w), self.tn(x, dout)
 
 
-class Bf16ProductWithTransposed(nn.Cell):
+class Bf16ProductWithTransposed(_Bf16Kernels):
     """x [M, K] @ w^T for w [N, K] (the tied LM head: hidden @ wte^T), bf16 with float32 accumulation.
 
     backward: dx = dy @ w, dw = dy^T @ x.
     """
-
-    def __init__(self):
-        super().__init__()
-        self.nn = _custom("MatMulNN", lambda a, b: [a[0], b[1]])
-        self.nt = _custom("MatMulNT", lambda a, b: [a[0], b[0]])
-        self.tn = _custom("MatMulTN", lambda a, b: [a[1], b[1]])
 
     def construct(self, x, w):
         return self.nt(x, w)
