@@ -484,7 +484,9 @@ def main() -> None:
     import tempfile
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from cpu_peak import cpu_model, measure_peaks, nominal_clock_ghz
+    from cpu_peak import measure_peaks, nominal_clock_ghz
+
+    from gpt_exp.backend.cpu_matmul import cpu_model
 
     args.models_known = gpt2_models()
     unknown = sorted(set(args.models) - set(args.models_known))

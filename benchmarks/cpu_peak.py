@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 import subprocess
 import tempfile
 from pathlib import Path
@@ -95,17 +94,6 @@ def cpu_flags() -> set[str]:
     except OSError:
         pass
     return set()
-
-
-def cpu_model() -> str:
-    """The CPU's name as /proc/cpuinfo gives it (like gpt_exp.backend.cpu_matmul.cpu_model, without importing MindSpore)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def nominal_clock_ghz() -> float | None:

@@ -20,8 +20,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import mindspore
-
 from gpt_exp.errors import ConfigError
 
 log = logging.getLogger("gpt_exp.backend.precision")  # the log lines' name as before the split
@@ -125,6 +123,8 @@ def bf16_fpmath_works() -> bool:
 
 def _onednn():
     """The oneDNN library MindSpore's CPU kernels (MatMul, BatchMatMul) run on, as loaded in this process."""
+    import mindspore  # here, not at the top: cpu_model() serves the benchmark's parent without MindSpore
+
     return ctypes.CDLL(str(Path(mindspore.__file__).parent / "lib" / "libdnnl.so.3"))
 
 
@@ -159,6 +159,7 @@ def matmul_math_in_effect() -> str:
     (1 + 2^-9) has no bfloat16 form (7 mantissa bits) and rounds to 1, so a product of ones shows it.
     256^3 is large enough for oneDNN's AMX kernel (small products always run in float32).
     """
+    import mindspore
     import numpy as np
 
     a = mindspore.Tensor(np.full((256, 256), 1 + 2 ** -9, np.float32))
