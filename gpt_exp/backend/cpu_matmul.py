@@ -22,7 +22,7 @@ from pathlib import Path
 
 from gpt_exp.errors import ConfigError
 
-log = logging.getLogger("gpt_exp.backend.precision")  # the log lines' name as before the split
+log = logging.getLogger(__name__)
 
 # oneDNN's dnnl_fpmath_mode_t: strict = plain fp32, bf16 = may down-convert fp32 inputs to bf16
 _FPMATH = {"float32": 0, "bfloat16": 1}
